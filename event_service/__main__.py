@@ -1,0 +1,34 @@
+"""``python -m event_service``: read the settings from the environment and serve."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from event_service.server import EventServer, build_config
+from event_service.settings import SettingsError, settings_from_env
+
+
+def main() -> None:
+    """Start the event service; exit with a one-line error if a setting is invalid."""
+    try:
+        settings = settings_from_env(os.environ)
+    except SettingsError as exc:
+        sys.exit(f"event-service: {exc}")
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("event_service").info(
+        "starting read_handler=%s source=%s ws_impl=%s ws_ping_interval_s=%s",
+        settings.read_handler_name,
+        settings.source_name,
+        settings.ws_impl,
+        settings.ws_ping_interval_s,
+    )
+    EventServer(build_config(settings)).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""Plain counters of what the service did, owned by one app instance."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass
+class Counters:
+    """Monotonic counts since start-up; read by ``/stats`` and ``/metrics``."""
+
+    connections_opened: int = 0
+    connections_closed: int = 0
+    events_received: int = 0
+    events_delivered: int = 0
+    events_dropped: int = 0
+    events_rejected: int = 0
+    client_messages: int = 0
+    client_bytes: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain mapping."""
+        return dataclasses.asdict(self)

@@ -1,0 +1,82 @@
+"""Prometheus text format of a ``/stats`` snapshot, named in node_exporter's style.
+
+Kernel figures keep node_exporter's names (``node_sockstat_TCP_mem_bytes``...), the
+process ones follow prometheus-client's ``process_*``, and the service's own are prefixed
+``event_service_``. A fresh registry per scrape renders exactly one snapshot: no global state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_GAUGES = (
+    ("event_service_connections", "connections", "WebSocket sessions registered in the hub."),
+    ("event_service_sockets", "sockets", "Connected TCP sockets on the service's port."),
+    ("event_service_recv_queue_bytes", "recv_q_bytes",
+     "Sum of Recv-Q over the service's connected sockets (unread client bytes in the kernel)."),
+    ("event_service_recv_queue_max_bytes", "recv_q_max_bytes", "Largest Recv-Q of one socket."),
+    ("event_service_send_queue_bytes", "send_q_bytes",
+     "Sum of Send-Q over the service's connected sockets."),
+    ("node_sockstat_TCP_mem", "kernel_tcp_mem_pages", "Host TCP memory in pages (sockstat)."),
+    ("node_sockstat_TCP_mem_bytes", "kernel_tcp_mem_bytes", "Host TCP memory in bytes (sockstat)."),
+    ("process_resident_memory_bytes", "rss_bytes", "Resident memory size in bytes."),
+    ("process_open_fds", "open_fds", "Number of open file descriptors."),
+    ("process_threads", "threads", "Number of OS threads."),
+    ("event_service_asyncio_tasks", "asyncio_tasks", "asyncio tasks alive in the service."),
+)  # fmt: skip
+
+_SOCKSTAT = ("inuse", "orphan", "tw", "alloc")
+
+_COUNTERS = (
+    ("event_service_connections_opened", "connections_opened", "Sessions opened."),
+    ("event_service_connections_closed", "connections_closed", "Sessions closed."),
+    ("event_service_events_received", "events_received", "Events received from the source."),
+    ("event_service_events_delivered", "events_delivered", "Events sent to subscribers."),
+    ("event_service_events_dropped", "events_dropped",
+     "Events dropped because a subscriber's queue was full."),
+    ("event_service_events_rejected", "events_rejected",
+     "Broker messages rejected as invalid events."),
+    ("event_service_client_messages", "client_messages", "Client messages drained and discarded."),
+    ("event_service_client_bytes", "client_bytes", "Bytes of client messages drained."),
+)  # fmt: skip
+
+
+class _SnapshotCollector:
+    def __init__(self, snapshot: dict[str, Any]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot
+        labels = ["read_handler", "ws_impl"]
+        values = [snap["read_handler"], snap["ws_impl"]]
+        for name, key, doc in _GAUGES:
+            gauge = GaugeMetricFamily(name, doc, labels=labels)
+            gauge.add_metric(values, snap[key])
+            yield gauge
+        for key in _SOCKSTAT:
+            gauge = GaugeMetricFamily(f"node_sockstat_TCP_{key}", f"TCP sockets: {key} (sockstat).")
+            gauge.add_metric([], snap["kernel_tcp"].get(key, 0))
+            yield gauge
+        states = GaugeMetricFamily(
+            "event_service_socket_states", "Service sockets by TCP state.", labels=["state"]
+        )
+        for state, count in sorted(snap["socket_states"].items()):
+            states.add_metric([state], count)
+        yield states
+        for name, key, doc in _COUNTERS:
+            counter = CounterMetricFamily(name, doc, labels=labels)
+            counter.add_metric(values, snap[key])
+            yield counter
+
+
+def render_metrics(snapshot: dict[str, Any]) -> bytes:
+    """Render one snapshot in the Prometheus text exposition format."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(snapshot))  # type: ignore[arg-type]
+    return generate_latest(registry)

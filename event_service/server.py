@@ -1,0 +1,51 @@
+"""Running the app under uvicorn, with the WebSocket settings the lab controls.
+
+uvicorn's graceful shutdown waits for every connection and app task to end. A session
+that never reads and has nothing to send would keep it waiting for ever, so
+:class:`EventServer` first asks every session to close with 1001 and waits a moment for
+them, and ``timeout_graceful_shutdown`` bounds the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import uvicorn
+
+from event_service.app import create_app, stop_sessions
+from event_service.settings import Settings
+
+SESSION_CLOSE_TIMEOUT_S = 2.0
+GRACEFUL_SHUTDOWN_TIMEOUT_S = 3
+
+logger = logging.getLogger("event_service")
+
+
+def build_config(settings: Settings) -> uvicorn.Config:
+    """uvicorn settings for ``settings``; keepalive ``None`` disables pings in every WS impl."""
+    return uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ws=settings.ws_impl,  # type: ignore[arg-type]
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_TIMEOUT_S,
+    )
+
+
+class EventServer(uvicorn.Server):
+    """A uvicorn server that closes WebSocket sessions with 1001 before shutting down."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app = self.config.app
+        if stop_sessions(app):
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + SESSION_CLOSE_TIMEOUT_S
+            while len(app.state.hub) and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            logger.info("sessions closed remaining=%d", len(app.state.hub))
+        await super().shutdown(sockets)

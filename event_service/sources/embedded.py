@@ -1,0 +1,42 @@
+"""The embedded event source: generates ``tick`` events in-process at a fixed rate."""
+
+from __future__ import annotations
+
+import asyncio
+
+from event_service.events import Event, make_event
+from event_service.hub import Hub
+
+EVENT_TYPE = "tick"
+
+
+class EmbeddedSource:
+    """Publishes ``rate_per_s`` events per second straight into the hub (0: none)."""
+
+    def __init__(self, hub: Hub, *, rate_per_s: float) -> None:
+        self._hub = hub
+        self._rate_per_s = rate_per_s
+
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
+    async def run(self) -> None:
+        """Publish on a fixed schedule; a late tick does not shift the ones after it."""
+        if self._rate_per_s <= 0:
+            await asyncio.Event().wait()
+        loop = asyncio.get_running_loop()
+        interval_s = 1.0 / self._rate_per_s
+        deadline = loop.time()
+        seq = 0
+        while True:
+            deadline += interval_s
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            seq += 1
+            self._hub.publish(make_event(EVENT_TYPE, {"seq": seq}))
+
+    async def publish(self, event: Event) -> None:
+        """Hand the event to the hub directly."""
+        self._hub.publish(event)
+
+    async def close(self) -> None:
+        """Nothing to release."""
