@@ -38,12 +38,16 @@ class Event:
     text: str
 
 
-def make_event(type_: str, payload: Any, *, ts: float | None = None, id_: str | None = None) -> Event:
+def make_event(
+    type_: str, payload: Any, *, ts: float | None = None, id_: str | None = None
+) -> Event:
     """Create an event stamped with its publish time; raise :class:`InvalidEvent`."""
     check_type(type_)
     ts = time.time() if ts is None else ts
     id_ = uuid.uuid4().hex if id_ is None else id_
-    text = json.dumps({"type": type_, "id": id_, "ts": ts, "payload": payload}, separators=(",", ":"))
+    text = json.dumps(
+        {"type": type_, "id": id_, "ts": ts, "payload": payload}, separators=(",", ":")
+    )
     return Event(type=type_, id=id_, ts=ts, payload=payload, text=text)
 
 

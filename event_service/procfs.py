@@ -112,7 +112,9 @@ def parse_sockstat(text: str, page_size: int) -> dict[str, int]:
     for line in text.splitlines():
         if line.startswith("TCP:"):
             fields = line.split()[1:]
-            values = {name: int(value) for name, value in zip(fields[::2], fields[1::2], strict=True)}
+            values = {
+                name: int(value) for name, value in zip(fields[::2], fields[1::2], strict=True)
+            }
             values["mem_bytes"] = values.get("mem", 0) * page_size
             return values
     raise ValueError("no TCP line in sockstat")

@@ -98,7 +98,9 @@ def _amqp_url(value: str) -> str | None:
     if not value:
         return None
     if not value.startswith(("amqp://", "amqps://")):
-        raise _fail("AMQP_URL", value, "an amqp:// or amqps:// URL, or unset for the embedded source")
+        raise _fail(
+            "AMQP_URL", value, "an amqp:// or amqps:// URL, or unset for the embedded source"
+        )
     return value
 
 

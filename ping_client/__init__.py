@@ -1,0 +1,1 @@
+"""A swarm of WebSocket clients that send upstream pings, and the lab that runs experiments."""

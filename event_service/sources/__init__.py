@@ -35,9 +35,7 @@ def make_source(settings: Settings, hub: Hub, counters: Counters) -> EventSource
     if settings.amqp_url:
         from event_service.sources.rabbitmq import RabbitMQSource
 
-        return RabbitMQSource(
-            settings.amqp_url, hub, counters, prefetch=settings.amqp_prefetch
-        )
+        return RabbitMQSource(settings.amqp_url, hub, counters, prefetch=settings.amqp_prefetch)
     from event_service.sources.embedded import EmbeddedSource
 
     return EmbeddedSource(hub, rate_per_s=settings.event_rate)

@@ -46,7 +46,7 @@ async def connect_with_retry(
             return await aio_pika.connect_robust(
                 url, heartbeat=HEARTBEAT_S, timeout=CONNECT_TIMEOUT_S
             )
-        except (OSError, asyncio.TimeoutError, aio_pika.exceptions.AMQPConnectionError) as exc:
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
             if attempt == attempts:
                 raise
             logger.warning(

@@ -1,0 +1,91 @@
+"""``python -m event_service.publish``: publish events to RabbitMQ with publisher confirms.
+
+Publishes ``--count`` events of ``--type`` at ``--rate`` per second to the ``events`` fanout
+exchange, so that every running event service receives them. ``--count 0`` publishes until
+interrupted (what the compose file's publisher does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+import aio_pika
+
+from event_service.events import InvalidEvent, check_type, make_event
+from event_service.sources.rabbitmq import connect_with_retry, declare_exchange
+
+logger = logging.getLogger("event_service.publish")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Options of the publisher; the broker URL defaults to ``AMQP_URL``."""
+    parser = argparse.ArgumentParser(prog="python -m event_service.publish", description=__doc__)
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672/",
+        help="broker URL (default: $AMQP_URL or the local broker)",
+    )
+    parser.add_argument("--type", default="tick", dest="type_", help="event type (default: tick)")
+    parser.add_argument("--rate", type=float, default=1.0, help="events per second (default: 1)")
+    parser.add_argument(
+        "--count", type=int, default=10, help="events to publish, 0 = until stopped"
+    )
+    parser.add_argument("--size", type=int, default=0, help="bytes of padding in the payload")
+    args = parser.parse_args(argv)
+    try:
+        check_type(args.type_)
+    except InvalidEvent as exc:
+        parser.error(f"--type: {exc}")
+    if not 0 < args.rate <= 100_000:
+        parser.error("--rate must be > 0 and at most 100000")
+    if args.count < 0:
+        parser.error("--count must be >= 0")
+    if not 0 <= args.size <= 1 << 19:
+        parser.error("--size must be from 0 to 524288")
+    return args  # fmt: skip
+
+
+async def publish(url: str, type_: str, *, rate: float, count: int, size: int) -> int:
+    """Publish events on a fixed schedule, each confirmed by the broker; return how many."""
+    connection = await connect_with_retry(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await declare_exchange(channel)
+        loop = asyncio.get_running_loop()
+        interval_s = 1.0 / rate
+        deadline = loop.time()
+        published = 0
+        while count == 0 or published < count:
+            if published:
+                deadline += interval_s
+                await asyncio.sleep(max(0.0, deadline - loop.time()))
+            event = make_event(type_, {"seq": published + 1, "pad": "x" * size})
+            await exchange.publish(
+                aio_pika.Message(event.text.encode(), content_type="application/json"),
+                routing_key="",
+            )
+            published += 1
+            if published % max(1, int(rate * 10)) == 0:
+                logger.info("published count=%d type=%s", published, type_)
+    return published
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the publisher until ``--count`` events are confirmed or it is interrupted."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        published = asyncio.run(
+            publish(args.url, args.type_, rate=args.rate, count=args.count, size=args.size)
+        )
+    except KeyboardInterrupt:
+        return
+    logger.info("done published=%d", published)
+
+
+if __name__ == "__main__":
+    main()

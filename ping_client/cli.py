@@ -1,0 +1,137 @@
+"""Command line of the ping swarm: ``python -m ping_client`` / ``ping-swarm``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ping_client.swarm import PAYLOADS, PING_KINDS, Swarm, SwarmConfig
+from ping_client.view import LiveLine, summary_table
+
+
+def seconds_or_off(value: str) -> float | None:
+    """argparse type: seconds > 0, or 0 / off for none."""
+    if value.strip().lower() in ("0", "off", "none"):
+        return None
+    seconds = float(value)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("expected seconds > 0, or 0 / off")
+    return seconds
+
+
+def swarm_parser() -> argparse.ArgumentParser:
+    """The swarm's options."""
+    parser = argparse.ArgumentParser(
+        prog="ping-swarm",
+        description="Open WebSocket clients that send upstream pings and read pushed events. "
+        "Subcommands: 'demo' (side-by-side reproduction), 'lab' (experiment matrix).",
+    )
+    defaults = SwarmConfig()
+    add = parser.add_argument
+    add("--url", default=defaults.url, help="subscriber URL (default: %(default)s)")
+    add("--clients", type=int, default=defaults.clients, help="connections (default: %(default)s)")
+    add(
+        "--ramp",
+        type=float,
+        default=defaults.ramp_per_s,
+        dest="ramp_per_s",
+        help="new connections per second (default: %(default)s)",
+    )
+    add(
+        "--interval",
+        type=float,
+        default=defaults.interval_s,
+        dest="interval_s",
+        help="seconds between pings of one client (default: %(default)s)",
+    )
+    add(
+        "--size",
+        type=int,
+        default=defaults.size_bytes,
+        dest="size_bytes",
+        help="bytes per ping (default: %(default)s)",
+    )
+    add(
+        "--payload",
+        choices=PAYLOADS,
+        default=defaults.payload,
+        help="random: incompressible binary; text: compressible text (default: %(default)s)",
+    )
+    add(
+        "--ping-kind",
+        choices=PING_KINDS,
+        default=defaults.ping_kind,
+        help="message: data frames, which fill Recv-Q; control: Ping frames, answered by the "
+        "server's WebSocket library (default: %(default)s)",
+    )
+    add("--compression", action="store_true", help="offer permessage-deflate (default: off)")
+    add(
+        "--client-keepalive",
+        type=seconds_or_off,
+        default=None,
+        dest="client_keepalive_s",
+        metavar="SECONDS",
+        help="send keepalive pings and fail with 1011 after no pong (default: off)",
+    )
+    add(
+        "--duration",
+        type=float,
+        default=defaults.duration_s,
+        dest="duration_s",
+        help="seconds before the swarm stops by itself (default: %(default)s)",
+    )
+    add(
+        "--tcp-mem-guard",
+        type=float,
+        default=defaults.tcp_mem_guard,
+        help="stop sending at this fraction of the kernel's TCP memory pressure threshold "
+        "(default: %(default)s)",
+    )
+    add("--allow-remote", action="store_true", help="allow a target that is not loopback")
+    add("--json-out", type=Path, help="write the final summary as JSON to this file")
+    return parser  # fmt: skip
+
+
+def config_from_args(args: argparse.Namespace) -> SwarmConfig:
+    """The swarm config the parsed arguments describe."""
+    fields = {name: value for name, value in vars(args).items() if name != "json_out"}
+    return SwarmConfig(**fields)
+
+
+def run_swarm(argv: list[str]) -> int:
+    """Parse options, run one swarm with a live line, print and save the summary."""
+    parser = swarm_parser()
+    args = parser.parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        swarm = Swarm(config_from_args(args))
+    except ValueError as exc:
+        parser.error(str(exc))
+    with LiveLine(console) as live:
+        summary = asyncio.run(swarm.run(live))
+    console.print(summary_table(summary))
+    if args.json_out:
+        write_json(args.json_out, summary)
+        console.print(f"summary written to {args.json_out}")
+    return 0
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON, creating the folder if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch: ``demo`` and ``lab`` subcommands, else the swarm itself."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return run_swarm(argv)
+    except KeyboardInterrupt:
+        return 130

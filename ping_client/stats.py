@@ -1,0 +1,110 @@
+"""What the swarm counts, and the pure arithmetic over it (percentiles, summaries)."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections import Counter
+from typing import Any
+
+from event_service.procfs import percentile
+
+LATENCY_RESERVOIR = 50_000
+
+
+class LatencyReservoir:
+    """A bounded uniform sample of latencies (reservoir sampling), plus the exact maximum."""
+
+    def __init__(self, capacity: int = LATENCY_RESERVOIR, seed: int | None = None) -> None:
+        self._capacity = capacity
+        self._values: list[float] = []
+        self._seen = 0
+        self._random = random.Random(seed)
+        self.max_s = 0.0
+
+    def __len__(self) -> int:
+        return self._seen
+
+    def add(self, value_s: float) -> None:
+        """Record one latency in seconds."""
+        self._seen += 1
+        self.max_s = max(self.max_s, value_s)
+        if len(self._values) < self._capacity:
+            self._values.append(value_s)
+            return
+        slot = self._random.randrange(self._seen)
+        if slot < self._capacity:
+            self._values[slot] = value_s
+
+    def percentiles_ms(self) -> dict[str, float]:
+        """p50, p99 and max in milliseconds (zeros when nothing was recorded)."""
+        ordered = sorted(self._values)
+        return {
+            "p50_ms": round(percentile(ordered, 50) * 1000, 3),
+            "p99_ms": round(percentile(ordered, 99) * 1000, 3),
+            "max_ms": round(self.max_s * 1000, 3),
+        }
+
+
+@dataclasses.dataclass
+class SwarmStats:
+    """Running totals of a swarm; the interval reservoir is replaced every live tick."""
+
+    clients: int = 0
+    connecting: int = 0
+    connected: int = 0
+    connected_peak: int = 0
+    connect_failures: Counter[str] = dataclasses.field(default_factory=Counter)
+    pings_sent: int = 0
+    pings_blocked: int = 0
+    bytes_sent: int = 0
+    blocked_s: float = 0.0
+    events_received: int = 0
+    events_invalid: int = 0
+    closes: Counter[int] = dataclasses.field(default_factory=Counter)
+    first_close: tuple[int, float] | None = None
+    latency: LatencyReservoir = dataclasses.field(default_factory=LatencyReservoir)
+    interval_latency: LatencyReservoir = dataclasses.field(default_factory=LatencyReservoir)
+
+    def record_close(self, code: int, elapsed_s: float) -> None:
+        """Count a closed connection by close code (1006: closed without a close frame)."""
+        self.closes[code] += 1
+        if self.first_close is None:
+            self.first_close = (code, round(elapsed_s, 3))
+
+    def record_latency(self, latency_s: float) -> None:
+        """Count one event and its publish-to-receive latency."""
+        self.events_received += 1
+        self.latency.add(latency_s)
+        self.interval_latency.add(latency_s)
+
+    def take_interval_latency(self) -> dict[str, float]:
+        """Percentiles of the latencies seen since the last call, then start a new interval."""
+        figures = self.interval_latency.percentiles_ms()
+        self.interval_latency = LatencyReservoir(capacity=5_000)
+        return figures
+
+
+def summarize(stats: SwarmStats, *, elapsed_s: float, extra: dict[str, Any]) -> dict[str, Any]:
+    """The final summary of a swarm run as plain JSON-ready data."""
+    return {
+        "elapsed_s": round(elapsed_s, 3),
+        "clients": stats.clients,
+        "connected_peak": stats.connected_peak,
+        "connected_at_end": stats.connected,
+        "connect_failures": dict(stats.connect_failures),
+        "pings_sent": stats.pings_sent,
+        "pings_blocked": stats.pings_blocked,
+        "bytes_sent": stats.bytes_sent,
+        "blocked_in_send_s": round(stats.blocked_s, 3),
+        "events_received": stats.events_received,
+        "events_invalid": stats.events_invalid,
+        "latency": stats.latency.percentiles_ms(),
+        "closes": {str(code): count for code, count in sorted(stats.closes.items())},
+        "first_close": (
+            {"code": stats.first_close[0], "after_s": stats.first_close[1]}
+            if stats.first_close
+            else None
+        ),
+        **extra,
+    }

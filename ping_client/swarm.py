@@ -1,0 +1,300 @@
+"""The swarm: many WebSocket clients that send upstream pings and read pushed events.
+
+Three owned tasks do all the work, whatever the number of clients: a connector that ramps
+connections up at ``ramp_per_s``, a ticker that sends each client's ping once per
+``interval_s`` (clients are spread over 50 ms slots), and a watcher that once a second
+checks the host's TCP memory, runs client keepalive, and reports a sample. The run stops by
+itself after ``duration_s``, and every connection is closed before :meth:`Swarm.run` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from websockets.exceptions import InvalidHandshake, InvalidURI
+from websockets.uri import WebSocketURI, parse_uri
+
+from event_service.observer import read_sockstat, read_tcp_sockets
+from event_service.procfs import client_sockets, queue_totals, server_sockets
+from ping_client.connection import CLOSE_TIMEOUT_S, PingConnection
+from ping_client.safety import check_target, is_loopback, read_memory
+from ping_client.stats import SwarmStats, summarize
+
+TICK_S = 0.05
+MAX_CONNECTING = 200
+MAX_DURATION_S = 24 * 3600
+PAYLOADS = ("random", "text")
+PING_KINDS = ("message", "control")
+
+logger = logging.getLogger("ping_client")
+
+
+@dataclasses.dataclass(frozen=True)
+class SwarmConfig:
+    """What a swarm does; validated by :meth:`validate`."""
+
+    url: str = "ws://127.0.0.1:8000/ws"
+    clients: int = 10
+    ramp_per_s: float = 100.0
+    interval_s: float = 1.0
+    size_bytes: int = 1024
+    payload: str = "random"
+    ping_kind: str = "message"
+    compression: bool = False
+    client_keepalive_s: float | None = None
+    duration_s: float = 30.0
+    tcp_mem_guard: float = 0.8
+    connect_timeout_s: float = 10.0
+    allow_remote: bool = False
+
+    def validate(self) -> WebSocketURI:
+        """Check every field; return the parsed URL. Raises ValueError with a clear message."""
+        try:
+            uri = parse_uri(self.url)
+        except InvalidURI as exc:
+            raise ValueError(f"--url: {exc}") from None
+        if uri.secure:
+            raise ValueError("--url: wss:// is not supported; the lab runs on plain loopback")
+        check_target(uri.host, allow_remote=self.allow_remote)
+        _check(self.clients >= 1, "--clients must be at least 1")
+        _check(self.ramp_per_s > 0, "--ramp must be > 0 connections per second")
+        _check(self.interval_s >= TICK_S, f"--interval must be at least {TICK_S} s")
+        _check(1 <= self.size_bytes <= 1 << 20, "--size must be from 1 to 1048576 bytes")
+        _check(self.payload in PAYLOADS, f"--payload must be one of {', '.join(PAYLOADS)}")
+        _check(self.ping_kind in PING_KINDS, f"--ping-kind must be one of {', '.join(PING_KINDS)}")
+        _check(
+            0 < self.duration_s <= MAX_DURATION_S, f"--duration must be in (0, {MAX_DURATION_S}]"
+        )
+        _check(0 < self.tcp_mem_guard <= 1, "--tcp-mem-guard must be in (0, 1]")
+        _check(
+            self.client_keepalive_s is None or self.client_keepalive_s > 0,
+            "--client-keepalive must be > 0 seconds or off",
+        )
+        return uri
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+class Swarm:
+    """Runs one swarm against one service; see the module docstring."""
+
+    def __init__(self, config: SwarmConfig) -> None:
+        self.config = config
+        self._uri = config.validate()
+        self.stats = SwarmStats(clients=config.clients)
+        self.guard_message: str | None = None
+        self._connections: list[PingConnection] = []
+        self._sending = True
+        self._stop = asyncio.Event()
+        self._started = time.monotonic()
+        self._is_local = is_loopback(self._uri.host)
+        self._peaks = {"server_recv_q_bytes": 0, "client_send_q_bytes": 0}
+        text_pad = b"ping " * (config.size_bytes // 5 + 1)
+        self._text_payload = text_pad[: config.size_bytes]
+
+    def stop(self) -> None:
+        """End the run early (the connections are still closed properly)."""
+        self._stop.set()
+
+    async def run(
+        self, on_sample: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, Any]:
+        """Run until ``duration_s`` or :meth:`stop`; return the summary."""
+        self._started = time.monotonic()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                workers = [
+                    tasks.create_task(self._connect_all(), name="swarm-connect"),
+                    tasks.create_task(self._send_pings(), name="swarm-ping"),
+                    tasks.create_task(self._watch(on_sample), name="swarm-watch"),
+                ]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.config.duration_s)
+                for worker in workers:
+                    worker.cancel()
+        finally:
+            await self._close_all()
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        """The run's summary as JSON-ready data."""
+        return summarize(
+            self.stats,
+            elapsed_s=time.monotonic() - self._started,
+            extra={
+                "config": dataclasses.asdict(self.config),
+                "tcp_mem_guard_tripped": self.guard_message,
+                **{f"{name}_peak": value for name, value in self._peaks.items()},
+            },
+        )
+
+    def sample(self) -> dict[str, Any]:
+        """Live figures now: counters, interval latency, and kernel queues when local."""
+        stats = self.stats
+        figures: dict[str, Any] = {
+            "t_s": round(time.monotonic() - self._started, 3),
+            "connected": stats.connected,
+            "connecting": stats.connecting,
+            "connect_failures": sum(stats.connect_failures.values()),
+            "pings_sent": stats.pings_sent,
+            "pings_blocked": stats.pings_blocked,
+            "bytes_sent": stats.bytes_sent,
+            "blocked_in_send_s": round(stats.blocked_s + self._blocked_now(), 3),
+            "events_received": stats.events_received,
+            "latency": stats.take_interval_latency(),
+            "closes": {str(code): n for code, n in sorted(stats.closes.items())},
+            "sending": self._sending,
+        }
+        if self._is_local:
+            figures.update(self._kernel_figures())
+        return figures
+
+    # Tasks
+
+    async def _connect_all(self) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        slots = asyncio.Semaphore(MAX_CONNECTING)
+        async with asyncio.TaskGroup() as tasks:
+            for index in range(self.config.clients):
+                delay_s = start + index / self.config.ramp_per_s - loop.time()
+                if delay_s > 0:
+                    await asyncio.sleep(delay_s)
+                await slots.acquire()
+                tasks.create_task(self._connect_one(slots))
+
+    async def _connect_one(self, slots: asyncio.Semaphore) -> None:
+        loop = asyncio.get_running_loop()
+        self.stats.connecting += 1
+        connection: PingConnection | None = None
+        try:
+            async with asyncio.timeout(self.config.connect_timeout_s):
+                _, connection = await loop.create_connection(
+                    self._new_connection, self._uri.host, self._uri.port
+                )
+                await connection.opened
+            self._connections.append(connection)
+            connection = None
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            self.stats.connect_failures[_failure_kind(exc)] += 1
+        finally:
+            # Not kept (failed or cancelled mid-handshake): drop it now.
+            if connection is not None:
+                connection.abort()
+            self.stats.connecting -= 1
+            slots.release()
+
+    def _new_connection(self) -> PingConnection:
+        return PingConnection(
+            self._uri, self.stats, compression=self.config.compression, started_at=self._started
+        )
+
+    async def _send_pings(self) -> None:
+        loop = asyncio.get_running_loop()
+        slots = max(1, round(self.config.interval_s / TICK_S))
+        tick_s = self.config.interval_s / slots
+        control = self.config.ping_kind == "control"
+        as_text = self.config.payload == "text"
+        deadline = loop.time()
+        slot = 0
+        while True:
+            deadline += tick_s
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            if not self._sending:
+                continue
+            for connection in self._connections[slot::slots]:
+                connection.send_ping(self._payload(), as_text=as_text, control=control)
+            slot = (slot + 1) % slots
+
+    def _payload(self) -> bytes:
+        if self.config.payload == "random":
+            # Fresh bytes for every ping: a repeated payload compresses well under deflate.
+            return random.randbytes(self.config.size_bytes)
+        return self._text_payload
+
+    async def _watch(self, on_sample: Callable[[dict[str, Any]], None] | None) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self._guard_memory()
+            self._run_keepalive()
+            self._connections = [c for c in self._connections if not c.closed.done()]
+            if on_sample is not None:
+                on_sample(self.sample())
+
+    # Helpers
+
+    def _guard_memory(self) -> None:
+        if not self._sending:
+            return
+        reading = read_memory()
+        if reading.fraction >= self.config.tcp_mem_guard:
+            self._sending = False
+            self.guard_message = (
+                f"stopped sending: host TCP memory {reading.used_bytes / 2**20:.0f} MiB is "
+                f"{reading.fraction:.0%} of the kernel's pressure threshold "
+                f"({reading.pressure_bytes / 2**20:.0f} MiB, /proc/sys/net/ipv4/tcp_mem)"
+            )
+            logger.warning(self.guard_message)
+
+    def _run_keepalive(self) -> None:
+        period_s = self.config.client_keepalive_s
+        if period_s is None:
+            return
+        now = time.monotonic()
+        for connection in self._connections:
+            sent_at = connection.keepalive_sent_at
+            if sent_at is None:
+                if now - connection.keepalive_due_from >= period_s:
+                    connection.send_keepalive(now)
+            elif now - sent_at >= period_s:
+                connection.fail(1011, "keepalive ping timeout")
+
+    def _kernel_figures(self) -> dict[str, Any]:
+        sockets = read_tcp_sockets()
+        port = self._uri.port
+        server = queue_totals(server_sockets(sockets, port))
+        clients = queue_totals(client_sockets(sockets, port))
+        figures = {
+            "server_recv_q_bytes": server.recv_q_bytes,
+            "server_recv_q_max_bytes": server.recv_q_max_bytes,
+            "client_send_q_bytes": clients.send_q_bytes,
+            "kernel_tcp_mem_bytes": read_sockstat()["mem_bytes"],
+        }
+        for name in self._peaks:
+            self._peaks[name] = max(self._peaks[name], figures[name])
+        return figures
+
+    def _blocked_now(self) -> float:
+        now = time.monotonic()
+        return sum(now - c.paused_at for c in self._connections if c.paused_at is not None)
+
+    async def _close_all(self) -> None:
+        self._sending = False
+        connections = [c for c in self._connections if not c.closed.done()]
+        for connection in connections:
+            connection.close()
+        if connections:
+            await asyncio.wait([c.closed for c in connections], timeout=CLOSE_TIMEOUT_S + 1.0)
+        for connection in connections:
+            connection.abort()
+        self._connections.clear()
+
+
+def _failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, InvalidHandshake):
+        return "handshake"
+    return type(exc).__name__

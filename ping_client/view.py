@@ -1,0 +1,100 @@
+"""The swarm's live line and final summary, drawn with rich."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+
+def format_bytes(value: float) -> str:
+    """Bytes in a short human form: 512 B, 12.3 KiB, 4.0 MiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_sample(sample: dict[str, Any]) -> str:
+    """One line of live figures."""
+    latency = sample["latency"]
+    closes = ",".join(f"{code}:{n}" for code, n in sample["closes"].items()) or "-"
+    parts = [
+        f"t={sample['t_s']:5.0f}s",
+        f"connected={sample['connected']}",
+        f"pings={sample['pings_sent']}",
+        f"sent={format_bytes(sample['bytes_sent'])}",
+        f"blocked={sample['blocked_in_send_s']:.1f}s",
+        f"events={sample['events_received']}",
+        f"p50={latency['p50_ms']:.1f}ms p99={latency['p99_ms']:.1f}ms",
+        f"closes={closes}",
+    ]
+    if "server_recv_q_bytes" in sample:
+        parts.append(f"server_recv_q={format_bytes(sample['server_recv_q_bytes'])}")
+        parts.append(f"tcp_mem={format_bytes(sample['kernel_tcp_mem_bytes'])}")
+    if not sample["sending"]:
+        parts.append("[not sending]")
+    return "  ".join(parts)
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    """The final summary as a two-column table."""
+    table = Table(title="ping swarm summary", show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    latency = summary["latency"]
+    first = summary["first_close"]
+    rows = [
+        ("elapsed", f"{summary['elapsed_s']:.1f} s"),
+        ("clients (peak connected)", f"{summary['clients']} ({summary['connected_peak']})"),
+        ("connect failures", _mapping(summary["connect_failures"])),
+        ("pings sent / blocked", f"{summary['pings_sent']} / {summary['pings_blocked']}"),
+        ("bytes sent", format_bytes(summary["bytes_sent"])),
+        ("time blocked in send", f"{summary['blocked_in_send_s']:.1f} s"),
+        ("events received", str(summary["events_received"])),
+        (
+            "latency p50 / p99 / max",
+            "{p50_ms:.1f} / {p99_ms:.1f} / {max_ms:.1f} ms".format(**latency),
+        ),
+        ("closes by code", _mapping(summary["closes"])),
+        ("first close", f"{first['code']} after {first['after_s']:.1f} s" if first else "-"),
+        ("server Recv-Q peak", format_bytes(summary["server_recv_q_bytes_peak"])),
+        ("client Send-Q peak", format_bytes(summary["client_send_q_bytes_peak"])),
+    ]
+    if summary["tcp_mem_guard_tripped"]:
+        rows.append(("guard", summary["tcp_mem_guard_tripped"]))
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def _mapping(values: dict[str, int]) -> str:
+    return ", ".join(f"{key}: {n}" for key, n in values.items()) or "-"
+
+
+class LiveLine:
+    """One line of figures per second: refreshed in place on a terminal, appended otherwise."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+
+    def __enter__(self) -> LiveLine:
+        if self._live is not None:
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+
+    def __call__(self, sample: dict[str, Any]) -> None:
+        line = Text(format_sample(sample))
+        if self._live is not None:
+            self._live.update(line, refresh=True)
+        else:
+            self._console.print(line, soft_wrap=True)
