@@ -11,6 +11,10 @@ import dataclasses
 import ipaddress
 from collections.abc import Mapping
 
+ENV_VARS = (
+    "HOST", "PORT", "READ_HANDLER", "AMQP_URL", "EVENT_RATE", "WS_IMPL", "WS_PING_INTERVAL",
+    "WS_PING_TIMEOUT", "QUEUE_SIZE", "AMQP_PREFETCH", "LOG_LEVEL",
+)  # fmt: skip
 WS_IMPLS = ("websockets-sansio", "wsproto", "websockets")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

@@ -91,7 +91,6 @@ def summarize(stats: SwarmStats, *, elapsed_s: float, extra: dict[str, Any]) -> 
         "elapsed_s": round(elapsed_s, 3),
         "clients": stats.clients,
         "connected_peak": stats.connected_peak,
-        "connected_at_end": stats.connected,
         "connect_failures": dict(stats.connect_failures),
         "pings_sent": stats.pings_sent,
         "pings_blocked": stats.pings_blocked,

@@ -97,6 +97,7 @@ class Swarm:
         self._sending = True
         self._stop = asyncio.Event()
         self._started = time.monotonic()
+        self._connected_at_end = 0
         self._is_local = is_loopback(self._uri.host)
         self._peaks = {"server_recv_q_bytes": 0, "client_send_q_bytes": 0}
         text_pad = b"ping " * (config.size_bytes // 5 + 1)
@@ -123,6 +124,7 @@ class Swarm:
                 for worker in workers:
                     worker.cancel()
         finally:
+            self._connected_at_end = self.stats.connected
             await self._close_all()
         return self.summary()
 
@@ -133,6 +135,7 @@ class Swarm:
             elapsed_s=time.monotonic() - self._started,
             extra={
                 "config": dataclasses.asdict(self.config),
+                "connected_at_end": self._connected_at_end,
                 "tcp_mem_guard_tripped": self.guard_message,
                 **{f"{name}_peak": value for name, value in self._peaks.items()},
             },

@@ -1,0 +1,42 @@
+# One image for the whole lab: the event service (default command) and the ping swarm
+# (`python -m ping_client`). Build: `docker build -t ws-leak-lab .`
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# iproute2 gives `ss -tnm` inside the container: the service's Recv-Q is only visible from
+# the container's own network namespace.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends iproute2 \
+    && rm -rf /var/lib/apt/lists/*
+
+# Dependencies first, from pyproject.toml alone, so a code change reuses this layer.
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# Then the two packages, installed without touching the dependencies again.
+COPY event_service ./event_service
+COPY ping_client ./ping_client
+RUN pip install --no-deps . \
+    && rm -rf /src
+
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin lab
+USER lab
+WORKDIR /home/lab
+
+# The service binds to all interfaces inside the container; compose publishes it on loopback.
+ENV HOST=0.0.0.0 \
+    PORT=8000
+EXPOSE 8000
+
+# Shell form on purpose: the shell expands ${PORT:-8000} when the check runs.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 \
+    CMD python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)" "http://127.0.0.1:${PORT:-8000}/healthz"
+
+CMD ["python", "-m", "event_service"]

@@ -1,0 +1,41 @@
+# Two commands for a fresh machine: `make demo` (the side-by-side reproduction) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo lab test lint rabbitmq compose-tool bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m ping_client demo
+
+lab: $(STAMP)
+	$(BIN)/python -m ping_client lab
+
+test: $(STAMP) rabbitmq compose-tool
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+rabbitmq:
+	scripts/ensure-rabbitmq.sh
+
+compose-tool:
+	@true
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

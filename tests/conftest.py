@@ -1,0 +1,50 @@
+"""Fixtures: real event services in child processes on free ports, and kernel readings."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from event_service.observer import read_tcp_sockets
+from event_service.procfs import TcpSocket, server_sockets
+from ping_client.launcher import ServiceProcess
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+Launch = Callable[..., ServiceProcess]
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launch]:
+    """Start event services with the given settings; every one is stopped after the test."""
+    started: list[ServiceProcess] = []
+
+    def start(**env: str) -> ServiceProcess:
+        env.setdefault("EVENT_RATE", "0")
+        service = ServiceProcess(env, tmp_path / f"service-{len(started)}.log")
+        started.append(service)
+        return service.start()
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+def kernel_server_sockets(port: int) -> list[TcpSocket]:
+    """The service's connected sockets as the kernel lists them now."""
+    return [s for s in server_sockets(read_tcp_sockets(), port) if s.state != "LISTEN"]
+
+
+async def wait_until(
+    condition: Callable[[], bool], *, timeout_s: float, what: str, every_s: float = 0.05
+) -> None:
+    """Poll ``condition`` until it holds; fail the test with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting until {what}")
+        await asyncio.sleep(every_s)

@@ -1,0 +1,55 @@
+"""Tests for event_service.metrics: one literal snapshot rendered as Prometheus text."""
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from event_service.counters import Counters
+from event_service.metrics import render_metrics
+
+LABELS = 'read_handler="missing",ws_impl="websockets-sansio"'
+SNAPSHOT = {
+    "read_handler": "missing",
+    "ws_impl": "websockets-sansio",
+    "source": "embedded",
+    "time": 1700000000.0,
+    "port": 8000,
+    "connections": 3,
+    "sockets": 3,
+    "socket_states": {"ESTABLISHED": 2, "CLOSE_WAIT": 1},
+    "recv_q_bytes": 136292,
+    "recv_q_max_bytes": 128000,
+    "recv_q_p99_bytes": 128000,
+    "send_q_bytes": 512,
+    "send_q_max_bytes": 512,
+    "kernel_tcp_mem_pages": 87,
+    "kernel_tcp_mem_bytes": 87 * 4096,
+    "kernel_tcp": {"inuse": 11, "orphan": 0, "tw": 4, "alloc": 14},
+    "rss_bytes": 50_000_000,
+    "open_fds": 20,
+    "threads": 2,
+    "asyncio_tasks": 9,
+    **Counters(connections_opened=5, connections_closed=2, events_dropped=7).as_dict(),
+}
+
+
+def test_render_names_kernel_and_service_gauges_with_labels():
+    text = render_metrics(SNAPSHOT).decode()
+    assert f"node_sockstat_TCP_mem_bytes{{{LABELS}}} 356352.0" in text
+    assert f"event_service_recv_queue_bytes{{{LABELS}}} 136292.0" in text
+    assert "node_sockstat_TCP_tw 4.0" in text
+    assert 'event_service_socket_states{state="CLOSE_WAIT"} 1.0' in text
+
+
+def test_counters_get_the_total_suffix():
+    text = render_metrics(SNAPSHOT).decode()
+    assert f"event_service_connections_opened_total{{{LABELS}}} 5.0" in text
+    assert f"event_service_events_dropped_total{{{LABELS}}} 7.0" in text
+
+
+def test_rendered_text_parses_as_prometheus_exposition():
+    families = {
+        f.name: f for f in text_string_to_metric_families(render_metrics(SNAPSHOT).decode())
+    }
+    assert families["event_service_connections_closed"].type == "counter"
+    [sample] = families["event_service_connections_closed"].samples
+    assert (sample.name, sample.value) == ("event_service_connections_closed_total", 2.0)
+    assert families["node_sockstat_TCP_mem_bytes"].samples[0].value == 87 * 4096
