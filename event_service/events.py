@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import time
 import uuid
@@ -53,12 +54,14 @@ def make_event(
 
 def parse_event(body: bytes | str) -> Event:
     """Parse and validate an event received from a broker; raise :class:`InvalidEvent`."""
-    if len(body) > MAX_EVENT_BYTES:
+    raw = body.encode() if isinstance(body, str) else body
+    if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent(f"event larger than {MAX_EVENT_BYTES} bytes")
     try:
-        data = json.loads(body)
+        text = raw.decode()
+        data = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEvent(f"not JSON: {exc}") from None
+        raise InvalidEvent(f"not UTF-8 JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidEvent("not a JSON object")
     missing = {"type", "id", "ts", "payload"} - data.keys()
@@ -67,10 +70,9 @@ def parse_event(body: bytes | str) -> Event:
     if not isinstance(data["id"], str) or not data["id"]:
         raise InvalidEvent("id must be a non-empty string")
     ts = data["ts"]
-    if isinstance(ts, bool) or not isinstance(ts, int | float):
-        raise InvalidEvent("ts must be a number of seconds")
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+        raise InvalidEvent("ts must be a finite number of seconds")
     check_type(data["type"])
-    text = body.decode() if isinstance(body, bytes) else body
     return Event(type=data["type"], id=data["id"], ts=float(ts), payload=data["payload"], text=text)
 
 

@@ -42,6 +42,8 @@ class Hub:
         self._queue_size = queue_size
         self._subscribers: set[Subscriber] = set()
         self._stopping = False
+        self._empty = asyncio.Event()
+        self._empty.set()
 
     def __len__(self) -> int:
         return len(self._subscribers)
@@ -55,6 +57,7 @@ class Hub:
         """Register a subscriber for ``types`` (``None``: every type)."""
         subscriber = Subscriber(types, self._queue_size)
         self._subscribers.add(subscriber)
+        self._empty.clear()
         self._counters.connections_opened += 1
         if self._stopping:
             subscriber.stop()
@@ -65,6 +68,12 @@ class Hub:
         if subscriber in self._subscribers:
             self._subscribers.remove(subscriber)
             self._counters.connections_closed += 1
+            if not self._subscribers:
+                self._empty.set()
+
+    async def wait_empty(self) -> None:
+        """Return once no subscriber is registered."""
+        await self._empty.wait()
 
     def publish(self, event: Event) -> int:
         """Queue ``event`` for every subscriber of its type; return how many got it."""

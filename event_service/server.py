@@ -9,6 +9,7 @@ them, and ``timeout_graceful_shutdown`` bounds the rest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 
@@ -43,9 +44,8 @@ class EventServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         app = self.config.app
         if stop_sessions(app):
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + SESSION_CLOSE_TIMEOUT_S
-            while len(app.state.hub) and loop.time() < deadline:
-                await asyncio.sleep(0.05)
-            logger.info("sessions closed remaining=%d", len(app.state.hub))
+            hub = app.state.hub
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hub.wait_empty(), SESSION_CLOSE_TIMEOUT_S)
+            logger.info("sessions closed remaining=%d", len(hub))
         await super().shutdown(sockets)

@@ -59,9 +59,9 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     """Build :class:`Settings` from environment variables; raise :class:`SettingsError`."""
     defaults = Settings()
     return Settings(
-        host=_host(env.get("HOST", defaults.host)),
+        host=_host(env.get("HOST") or defaults.host),
         port=_int(env, "PORT", defaults.port, low=0, high=65535),
-        read_handler=_read_handler(env.get("READ_HANDLER", "off")),
+        read_handler=_read_handler(env.get("READ_HANDLER") or "off"),
         amqp_url=_amqp_url(env.get("AMQP_URL", "")),
         event_rate=_float(env, "EVENT_RATE", defaults.event_rate, low=0.0, high=100_000.0),
         ws_impl=_choice(env, "WS_IMPL", defaults.ws_impl, WS_IMPLS),
@@ -79,8 +79,8 @@ def _fail(name: str, value: str, valid: str) -> SettingsError:
 
 def _host(value: str) -> str:
     value = value.strip()
-    if value == "localhost":
-        return value
+    if value.lower() == "localhost":
+        return "localhost"
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -92,9 +92,9 @@ def _read_handler(value: str) -> bool:
     try:
         return _READ_HANDLER_VALUES[value.strip().lower()]
     except KeyError:
-        raise _fail(
-            "READ_HANDLER", value, "off, missing, false, 0 (no reader) or on, fixed, true, 1"
-        ) from None
+        without = ", ".join(k for k, reads in _READ_HANDLER_VALUES.items() if not reads)
+        with_ = ", ".join(k for k, reads in _READ_HANDLER_VALUES.items() if reads)
+        raise _fail("READ_HANDLER", value, f"{without} (no reader) or {with_} (reader)") from None
 
 
 def _amqp_url(value: str) -> str | None:
@@ -136,11 +136,11 @@ def _float(env: Mapping[str, str], name: str, default: float, *, low: float, hig
 
 def _seconds_or_off(env: Mapping[str, str], name: str) -> float | None:
     """Keepalive seconds; ``0`` or ``off`` (the default) disables keepalive."""
-    raw = env.get(name, "off").strip().lower()
-    if raw in ("", "0", "off", "none"):
+    raw = env.get(name, "off")
+    if raw.strip().lower() in ("", "0", "off", "none"):
         return None
     try:
-        value = float(raw)
+        value = float(raw.strip())
     except ValueError:
         raise _fail(name, raw, "a number of seconds > 0, or 0 / off to disable keepalive") from None
     if not 0 < value <= 86_400:
@@ -149,7 +149,8 @@ def _seconds_or_off(env: Mapping[str, str], name: str) -> float | None:
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, valid: tuple[str, ...]) -> str:
-    raw = env.get(name, default).strip().lower()
-    if raw not in valid:
+    raw = env.get(name) or default
+    value = raw.strip().lower()
+    if value not in valid:
         raise _fail(name, raw, ", ".join(valid))
-    return raw
+    return value

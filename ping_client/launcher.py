@@ -97,6 +97,16 @@ class ServiceProcess:
             self._log = None
         return code
 
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the child."""
+        assert self._process is not None, "not started"
+        self._process.send_signal(signum)
+
+    def wait(self, timeout_s: float) -> int:
+        """Wait for the child to exit; its exit code (raises TimeoutExpired)."""
+        assert self._process is not None, "not started"
+        return self._process.wait(timeout_s)
+
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the child's log."""
         try:
@@ -109,7 +119,10 @@ class ServiceProcess:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 

@@ -10,6 +10,7 @@ from typing import Any
 from event_service.procfs import percentile
 
 LATENCY_RESERVOIR = 50_000
+INTERVAL_RESERVOIR = 5_000
 
 
 class LatencyReservoir:
@@ -25,8 +26,14 @@ class LatencyReservoir:
     def __len__(self) -> int:
         return self._seen
 
+    @property
+    def kept(self) -> int:
+        """How many samples the reservoir holds (at most its capacity)."""
+        return len(self._values)
+
     def add(self, value_s: float) -> None:
-        """Record one latency in seconds."""
+        """Record one latency in seconds (negative values, from clock skew, count as 0)."""
+        value_s = max(0.0, value_s)
         self._seen += 1
         self.max_s = max(self.max_s, value_s)
         if len(self._values) < self._capacity:
@@ -64,7 +71,9 @@ class SwarmStats:
     closes: Counter[int] = dataclasses.field(default_factory=Counter)
     first_close: tuple[int, float] | None = None
     latency: LatencyReservoir = dataclasses.field(default_factory=LatencyReservoir)
-    interval_latency: LatencyReservoir = dataclasses.field(default_factory=LatencyReservoir)
+    interval_latency: LatencyReservoir = dataclasses.field(
+        default_factory=lambda: LatencyReservoir(INTERVAL_RESERVOIR)
+    )
 
     def record_close(self, code: int, elapsed_s: float) -> None:
         """Count a closed connection by close code (1006: closed without a close frame)."""
@@ -81,7 +90,7 @@ class SwarmStats:
     def take_interval_latency(self) -> dict[str, float]:
         """Percentiles of the latencies seen since the last call, then start a new interval."""
         figures = self.interval_latency.percentiles_ms()
-        self.interval_latency = LatencyReservoir(capacity=5_000)
+        self.interval_latency = LatencyReservoir(INTERVAL_RESERVOIR)
         return figures
 
 

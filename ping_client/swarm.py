@@ -73,6 +73,7 @@ class SwarmConfig:
             0 < self.duration_s <= MAX_DURATION_S, f"--duration must be in (0, {MAX_DURATION_S}]"
         )
         _check(0 < self.tcp_mem_guard <= 1, "--tcp-mem-guard must be in (0, 1]")
+        _check(self.connect_timeout_s > 0, "connect timeout must be > 0 seconds")
         _check(
             self.client_keepalive_s is None or self.client_keepalive_s > 0,
             "--client-keepalive must be > 0 seconds or off",

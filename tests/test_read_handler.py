@@ -92,7 +92,9 @@ async def test_control_pings_do_not_fill_recv_q(launch: Launch) -> None:
 
     def pinged_enough() -> bool:
         nonlocal peak_bytes
-        peak_bytes = max([peak_bytes, *(s.recv_q_bytes for s in kernel_server_sockets(service.port))])
+        peak_bytes = max(
+            [peak_bytes, *(s.recv_q_bytes for s in kernel_server_sockets(service.port))]
+        )
         return swarm.stats.pings_sent >= CLIENTS * 40
 
     await wait_until(pinged_enough, timeout_s=30, what="40 pings per client")

@@ -11,7 +11,7 @@ def test_reservoir_keeps_at_most_its_capacity_and_the_exact_max():
         reservoir.add(n / 1000)
     reservoir.add(0.0)
     assert len(reservoir) == 1001
-    assert len(reservoir._values) == 10
+    assert reservoir.kept == 10
     assert reservoir.percentiles_ms()["max_ms"] == 999.0
 
 

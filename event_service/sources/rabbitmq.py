@@ -108,7 +108,7 @@ class RabbitMQSource:
                 await self._queue.cancel(tag)
 
     async def publish(self, event: Event) -> None:
-        """Publish through the exchange (with publisher confirms); it comes back to every instance."""
+        """Publish through the exchange, confirmed; it comes back to every instance."""
         assert self._exchange is not None, "start() first"
         await self._exchange.publish(
             aio_pika.Message(event.text.encode(), content_type="application/json"),
