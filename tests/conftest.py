@@ -51,7 +51,9 @@ async def eventually(
     return True
 
 
-async def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
+async def wait_until(
+    condition: Callable[[], bool], *, timeout_s: float, what: str, every_s: float = 0.05
+) -> None:
     """Poll ``condition`` until it holds; fail the test with ``what`` after ``timeout_s``."""
-    if not await eventually(condition, timeout_s=timeout_s):
+    if not await eventually(condition, timeout_s=timeout_s, every_s=every_s):
         pytest.fail(f"timed out after {timeout_s} s waiting until {what}")
