@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     """Dispatch: ``demo`` and ``lab`` subcommands, else the swarm itself."""
     argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] in (["lab"], ["demo"]):
+            from ping_client.lab.cli import run_lab
+
+            return run_lab(argv[1:], demo=argv[0] == "demo")
         return run_swarm(argv)
     except KeyboardInterrupt:
         return 130

@@ -1,0 +1,99 @@
+"""The experiment matrix: which cells a lab run has, and what each cell is expected to show."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+WS_IMPLS = ("websockets-sansio", "wsproto", "websockets")
+PING_KINDS = ("message", "control")
+
+
+@dataclasses.dataclass(frozen=True)
+class Keepalive:
+    """Server keepalive: ping every ``interval_s``, close with 1011 after ``timeout_s``."""
+
+    name: str
+    interval_s: float | None
+    timeout_s: float | None
+
+    def env(self) -> dict[str, str]:
+        """The service's settings for this keepalive."""
+        if self.interval_s is None:
+            return {"WS_PING_INTERVAL": "off", "WS_PING_TIMEOUT": "off"}
+        return {
+            "WS_PING_INTERVAL": f"{self.interval_s:g}",
+            "WS_PING_TIMEOUT": f"{self.timeout_s:g}",
+        }
+
+
+KEEPALIVE_OFF = Keepalive("off", None, None)
+KEEPALIVE_DEFAULT = Keepalive("20s/20s", 20.0, 20.0)  # uvicorn's defaults
+KEEPALIVE_SHORT = Keepalive("1s/1s", 1.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One experiment: a service configuration and the kind of client traffic."""
+
+    read_handler: str  # "off" (missing) or "on" (fixed)
+    keepalive: Keepalive
+    ws_impl: str = "websockets-sansio"
+    ping_kind: str = "message"
+
+    @property
+    def name(self) -> str:
+        """A short unique name, usable as a file name."""
+        return (
+            f"read-{self.read_handler}_keepalive-{self.keepalive.name.replace('/', '-')}"
+            f"_{self.ws_impl}_{self.ping_kind}"
+        )
+
+    @property
+    def label(self) -> str:
+        """A human label for tables and charts."""
+        parts = [f"READ_HANDLER={self.read_handler}", f"keepalive {self.keepalive.name}"]
+        if self.ws_impl != "websockets-sansio":
+            parts.append(self.ws_impl)
+        if self.ping_kind != "message":
+            parts.append(f"{self.ping_kind} pings")
+        return ", ".join(parts)
+
+    def env(self) -> dict[str, str]:
+        """The service's settings for this cell."""
+        return {"READ_HANDLER": self.read_handler, "WS_IMPL": self.ws_impl, **self.keepalive.env()}
+
+    def settings(self) -> dict[str, str]:
+        """The cell's axes, as written to summary.json."""
+        return {
+            "read_handler": self.read_handler,
+            "keepalive": self.keepalive.name,
+            "ws_impl": self.ws_impl,
+            "ping_kind": self.ping_kind,
+        }
+
+
+def expected_verdict(cell: Cell) -> str:
+    """What the story predicts: unread data messages leak unless keepalive kills the sessions."""
+    if cell.read_handler == "on" or cell.ping_kind == "control":
+        return "healthy"
+    return "leak" if cell.keepalive.interval_s is None else "masked"
+
+
+def build_matrix(*, quick: bool = False, full: bool = False) -> list[Cell]:
+    """The default matrix (READ_HANDLER x keepalive), or every axis with ``full``."""
+    keepalive_on = KEEPALIVE_SHORT if quick else KEEPALIVE_DEFAULT
+    keepalives = (KEEPALIVE_OFF, keepalive_on)
+    ws_impls = WS_IMPLS if full else WS_IMPLS[:1]
+    ping_kinds = PING_KINDS if full else PING_KINDS[:1]
+    return [
+        Cell(read_handler, keepalive, ws_impl, ping_kind)
+        for ws_impl, ping_kind, read_handler, keepalive in itertools.product(
+            ws_impls, ping_kinds, ("off", "on"), keepalives
+        )
+    ]
+
+
+def demo_matrix() -> list[Cell]:
+    """The two cells of the side-by-side demo: the leak and its fix, keepalive off."""
+    return [Cell("off", KEEPALIVE_OFF), Cell("on", KEEPALIVE_OFF)]
