@@ -7,6 +7,7 @@ Stopping sends SIGTERM, then SIGKILL after a grace period: no child outlives its
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -20,6 +21,17 @@ from typing import IO, Any
 import httpx
 
 _RUNNING_RE = re.compile(r"Uvicorn running on http://(?:\[[^\]]+\]|[^:/\s]+):(\d+)")
+
+
+# Loaded in the parent: the child, between fork and exec, only makes one plain call.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM it if the launcher dies first."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class LaunchError(RuntimeError):
@@ -63,6 +75,7 @@ class ServiceProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us; we stop the child in order.
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         try:

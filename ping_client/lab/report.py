@@ -1,4 +1,4 @@
-"""The report folder of a lab run: report.md, summary.json, samples, settings, charts, index.html."""
+"""The report folder of a lab run: report.md, summary.json, samples, settings, charts, HTML."""
 
 from __future__ import annotations
 

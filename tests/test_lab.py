@@ -1,0 +1,119 @@
+"""The lab end to end: ``--quick`` against real uvicorn processes, and a clean interrupt."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from event_service.observer import read_tcp_sockets
+
+REPORT_FILES = (
+    "report.md", "index.html", "summary.json", "samples.jsonl", "settings.json",
+    "recv_q.png", "kernel_tcp_mem.png", "rss.png", "closes.png",
+)  # fmt: skip
+
+
+def lab_command(out: Path) -> list[str]:
+    """The quick default matrix, as a user would run it."""
+    return [sys.executable, "-m", "ping_client", "lab", "--quick", "--out", str(out)]
+
+
+@pytest.mark.timeout(300)
+def test_quick_lab_writes_report_with_expected_verdicts(tmp_path: Path) -> None:
+    """Four cells: leak, masked, healthy, healthy, each judged from its own samples."""
+    out = tmp_path / "report"
+    result = subprocess.run(
+        lab_command(out),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "CI": "true"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in REPORT_FILES:
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "summary.json").read_text())
+    outcomes = [
+        (c["settings"]["read_handler"], c["settings"]["keepalive"], c["verdict"])
+        for c in summary["cells"]
+    ]
+    assert outcomes == [
+        ("off", "off", "leak"),
+        ("off", "1s/1s", "masked"),
+        ("on", "off", "healthy"),
+        ("on", "1s/1s", "healthy"),
+    ]
+    leak, masked = summary["cells"][0]["figures"], summary["cells"][1]["figures"]
+    assert leak["recv_q_peak_bytes"] > 64 * 1024
+    assert masked["first_close"]["code"] == 1011
+    cells_with_samples = {
+        json.loads(line)["cell"] for line in (out / "samples.jsonl").read_text().splitlines()
+    }
+    assert len(cells_with_samples) == 4
+    assert "report.md" in result.stderr
+
+
+@pytest.mark.timeout(120)
+def test_interrupted_lab_leaves_no_process_or_listener(tmp_path: Path) -> None:
+    """Ctrl-C in the middle of a cell stops the service child and its port is released."""
+    lab = subprocess.Popen(
+        lab_command(tmp_path / "report"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "CI": "true"},
+    )
+    try:
+        child, port = wait_for_service_child(lab.pid, timeout_s=60)
+        samples_seen = wait_for_first_samples(lab, timeout_s=30)
+        assert samples_seen
+        lab.send_signal(signal.SIGINT)
+        assert lab.wait(timeout=30) == 130
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.wait()
+        assert lab.stderr is not None
+        lab.stderr.close()
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
+    assert not [s for s in read_tcp_sockets() if s.local_port == port and s.state == "LISTEN"]
+
+
+def wait_for_service_child(pid: int, timeout_s: float) -> tuple[int, int]:
+    """The pid and listening port of the lab's event service child, once it listens."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for child in psutil.Process(pid).children(recursive=True):
+            try:
+                listening = [
+                    c.laddr.port for c in child.net_connections("tcp") if c.status == "LISTEN"
+                ]
+            except psutil.NoSuchProcess:
+                continue
+            if listening:
+                return child.pid, listening[0]
+        time.sleep(0.1)
+    pytest.fail("the lab started no event service")
+
+
+def wait_for_first_samples(lab: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Wait until the lab prints a live line (it samples every second, prints every 5th)."""
+    assert lab.stderr is not None
+    os.set_blocking(lab.stderr.fileno(), False)
+    deadline = time.monotonic() + timeout_s
+    seen = b""
+    while time.monotonic() < deadline:
+        seen += lab.stderr.read() or b""
+        if b"connected=" in seen:
+            return True
+        time.sleep(0.1)
+    return False
