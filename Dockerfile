@@ -14,20 +14,21 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 # Dependencies first, from pyproject.toml alone, so a code change reuses this layer.
-WORKDIR /src
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+COPY pyproject.toml /src/
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
 # Then the two packages, installed without touching the dependencies again.
-COPY event_service ./event_service
-COPY ping_client ./ping_client
-RUN pip install --no-deps . \
+COPY event_service /src/event_service
+COPY ping_client /src/ping_client
+RUN pip install --no-deps /src \
     && rm -rf /src
 
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin lab
-USER lab
+# A numeric user, so that runtimes can verify it is not root without reading /etc/passwd.
+RUN groupadd --gid 10001 lab \
+    && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin lab
+USER 10001:10001
 WORKDIR /home/lab
 
 # The service binds to all interfaces inside the container; compose publishes it on loopback.
@@ -35,8 +36,9 @@ ENV HOST=0.0.0.0 \
     PORT=8000
 EXPOSE 8000
 
-# Shell form on purpose: the shell expands ${PORT:-8000} when the check runs.
+# Shell form on purpose: the shell expands ${PORT:-8000} when the check runs. No proxy: Docker
+# may pass the client's *_PROXY variables into the container.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 \
-    CMD python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)" "http://127.0.0.1:${PORT:-8000}/healthz"
+    CMD python -c "import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=3)" "http://127.0.0.1:${PORT:-8000}/healthz"
 
 CMD ["python", "-m", "event_service"]

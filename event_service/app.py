@@ -62,13 +62,12 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def stop_sessions(app: Any) -> int:
-    """Ask every WebSocket session to close with 1001; return how many there were."""
+def stop_sessions(app: Any) -> Hub | None:
+    """Ask every WebSocket session to close with 1001; return the hub (None before start-up)."""
     hub: Hub | None = getattr(app.state, "hub", None)
-    if hub is None:
-        return 0
-    hub.stop_all()
-    return len(hub)
+    if hub is not None:
+        hub.stop_all()
+    return hub
 
 
 def _log_source_end(task: asyncio.Task[None]) -> None:

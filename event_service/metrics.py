@@ -17,14 +17,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _GAUGES = (
     ("event_service_connections", "connections", "WebSocket sessions registered in the hub."),
-    ("event_service_sockets", "sockets", "Connected TCP sockets on the service's port."),
+    ("event_service_sockets", "sockets",
+     "Connected TCP sockets on the service's port (HTTP ones, this scrape's included)."),
     ("event_service_recv_queue_bytes", "recv_q_bytes",
      "Sum of Recv-Q over the service's connected sockets (unread client bytes in the kernel)."),
     ("event_service_recv_queue_max_bytes", "recv_q_max_bytes", "Largest Recv-Q of one socket."),
     ("event_service_send_queue_bytes", "send_q_bytes",
      "Sum of Send-Q over the service's connected sockets."),
-    ("node_sockstat_TCP_mem", "kernel_tcp_mem_pages", "Host TCP memory in pages (sockstat)."),
-    ("node_sockstat_TCP_mem_bytes", "kernel_tcp_mem_bytes", "Host TCP memory in bytes (sockstat)."),
     ("process_resident_memory_bytes", "rss_bytes", "Resident memory size in bytes."),
     ("process_open_fds", "open_fds", "Number of open file descriptors."),
     ("process_threads", "threads", "Number of OS threads."),
@@ -32,6 +31,11 @@ _GAUGES = (
 )  # fmt: skip
 
 _SOCKSTAT = ("inuse", "orphan", "tw", "alloc")
+# Host-wide figures: no service labels, as node_exporter exports them.
+_HOST_GAUGES = (
+    ("node_sockstat_TCP_mem", "kernel_tcp_mem_pages", "Host TCP memory in pages (sockstat)."),
+    ("node_sockstat_TCP_mem_bytes", "kernel_tcp_mem_bytes", "Host TCP memory in bytes (sockstat)."),
+)
 
 _COUNTERS = (
     ("event_service_connections_opened", "connections_opened", "Sessions opened."),
@@ -58,6 +62,10 @@ class _SnapshotCollector:
         for name, key, doc in _GAUGES:
             gauge = GaugeMetricFamily(name, doc, labels=labels)
             gauge.add_metric(values, snap[key])
+            yield gauge
+        for name, key, doc in _HOST_GAUGES:
+            gauge = GaugeMetricFamily(name, doc)
+            gauge.add_metric([], snap[key])
             yield gauge
         for key in _SOCKSTAT:
             gauge = GaugeMetricFamily(f"node_sockstat_TCP_{key}", f"TCP sockets: {key} (sockstat).")

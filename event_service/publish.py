@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 
 import aio_pika
@@ -79,10 +80,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        published = asyncio.run(
-            publish(args.url, args.type_, rate=args.rate, count=args.count, size=args.size)
-        )
+        asyncio.run(publish_until_signal(args))
     except KeyboardInterrupt:
+        logger.info("interrupted")
+
+
+async def publish_until_signal(args: argparse.Namespace) -> None:
+    """Publish as asked; SIGTERM (``docker stop``) stops it like Ctrl-C."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        published = await publish(
+            args.url, args.type_, rate=args.rate, count=args.count, size=args.size
+        )
+    except asyncio.CancelledError:
+        logger.info("stopped by SIGTERM")
         return
     logger.info("done published=%d", published)
 

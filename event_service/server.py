@@ -42,9 +42,8 @@ class EventServer(uvicorn.Server):
     """A uvicorn server that closes WebSocket sessions with 1001 before shutting down."""
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        app = self.config.app
-        if stop_sessions(app):
-            hub = app.state.hub
+        hub = stop_sessions(self.config.app)
+        if hub is not None and len(hub):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(hub.wait_empty(), SESSION_CLOSE_TIMEOUT_S)
             logger.info("sessions closed remaining=%d", len(hub))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -114,12 +115,22 @@ def run_swarm(argv: list[str]) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     with LiveLine(console) as live:
-        summary = asyncio.run(swarm.run(live))
+        summary = asyncio.run(run_until_sigterm(swarm, live))
     console.print(summary_table(summary))
     if args.json_out:
         write_json(args.json_out, summary)
         console.print(f"summary written to {args.json_out}")
     return 0
+
+
+async def run_until_sigterm(swarm: Swarm, on_sample: LiveLine) -> dict[str, Any]:
+    """Run the swarm; SIGTERM (``docker stop``) ends it early with a clean close and summary."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, swarm.stop)
+    try:
+        return await swarm.run(on_sample)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -70,6 +70,7 @@ class SwarmStats:
     events_invalid: int = 0
     closes: Counter[int] = dataclasses.field(default_factory=Counter)
     first_close: tuple[int, float] | None = None
+    first_close_s: dict[int, float] = dataclasses.field(default_factory=dict)
     latency: LatencyReservoir = dataclasses.field(default_factory=LatencyReservoir)
     interval_latency: LatencyReservoir = dataclasses.field(
         default_factory=lambda: LatencyReservoir(INTERVAL_RESERVOIR)
@@ -80,6 +81,7 @@ class SwarmStats:
         self.closes[code] += 1
         if self.first_close is None:
             self.first_close = (code, round(elapsed_s, 3))
+        self.first_close_s.setdefault(code, round(elapsed_s, 3))
 
     def record_latency(self, latency_s: float) -> None:
         """Count one event and its publish-to-receive latency."""

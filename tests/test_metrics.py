@@ -31,9 +31,9 @@ SNAPSHOT = {
 }
 
 
-def test_render_names_kernel_and_service_gauges_with_labels():
+def test_render_labels_service_gauges_but_not_host_wide_ones():
     text = render_metrics(SNAPSHOT).decode()
-    assert f"node_sockstat_TCP_mem_bytes{{{LABELS}}} 356352.0" in text
+    assert "node_sockstat_TCP_mem_bytes 356352.0" in text  # host-wide: no service labels
     assert f"event_service_recv_queue_bytes{{{LABELS}}} 136292.0" in text
     assert "node_sockstat_TCP_tw 4.0" in text
     assert 'event_service_socket_states{state="CLOSE_WAIT"} 1.0' in text

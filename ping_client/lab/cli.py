@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import platform
+import signal
 import sys
 import time
 from importlib.metadata import version
@@ -84,6 +86,8 @@ def run_lab(argv: list[str], *, demo: bool = False) -> int:
     prog = "python -m ping_client " + ("demo" if demo else "lab")
     parser = lab_parser(prog, demo)
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("matplotlib") is None:
+        parser.error("the lab draws its charts with matplotlib: pip install 'ws-leak-lab[lab]'")
     quick = not demo and args.quick
     default_duration_s = (
         DEMO_DURATION_S if demo else QUICK_DURATION_S if quick else DEFAULT_DURATION_S
@@ -98,6 +102,7 @@ def run_lab(argv: list[str], *, demo: bool = False) -> int:
     run = run_info(prog, argv, options, started_at=time.strftime("%Y-%m-%d %H:%M:%S %z"))
     results: list[tuple[dict[str, Any], list[Sample]]] = []
     interrupted = False
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         asyncio.run(run_cells(cells, options, out, results, console))
     except KeyboardInterrupt:
@@ -110,6 +115,11 @@ def run_lab(argv: list[str], *, demo: bool = False) -> int:
     console.print(side_by_side(entries) if demo else results_table(entries))
     console.print(f"report: {out / 'report.md'}  (open {out / 'index.html'} in a browser)")
     return 130 if interrupted else 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops the lab the way Ctrl-C does: services stopped, finished cells reported."""
+    raise KeyboardInterrupt
 
 
 def run_info(prog: str, argv: list[str], options: LabOptions, started_at: str) -> dict[str, Any]:

@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ping_client.lab.charts import draw_charts
-
 KIB = 1024
 MIB = 1024 * 1024
 
@@ -109,6 +107,8 @@ def write_report(
     cells: Sequence[tuple[dict[str, Any], Sequence[dict[str, Any]]]],
 ) -> list[Path]:
     """Write every file of the report; ``cells`` pairs each summary entry with its samples."""
+    from ping_client.lab.charts import draw_charts  # matplotlib: the optional "lab" extra
+
     out_dir.mkdir(parents=True, exist_ok=True)
     entries = [entry for entry, _ in cells]
     with (out_dir / "samples.jsonl").open("w") as samples_file:

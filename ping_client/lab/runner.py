@@ -132,6 +132,8 @@ async def take_sample(swarm: Swarm, service: ServiceProcess, http: httpx.AsyncCl
         "latency_p99_ms": client["latency"]["p99_ms"],
         "closes": client["closes"],
         "first_close": list(first_close) if first_close else None,
+        "first_close_s": {str(code): t for code, t in swarm.stats.first_close_s.items()},
+        "clients": swarm.config.clients,
         "client_send_q_bytes": client.get("client_send_q_bytes"),
         "sending": client["sending"],
     }

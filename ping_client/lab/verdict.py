@@ -2,12 +2,13 @@
 
 The thresholds are explicit constants, and the same rules judge every cell:
 
-- **masked**: the server closed connections with 1011 (keepalive ping timeout). The backlog
-  was real, but keepalive killed the sessions, which frees the kernel memory and loses events.
-- **leak**: some server socket's Recv-Q went past ``BACKLOG_BYTES`` (the server is not
-  reading) and was not killed: the bytes stay held in the kernel for as long as the session.
-- **healthy**: neither.
-- **unknown**: no sample carried the figures needed to judge.
+- **masked**: some server socket's Recv-Q went past ``BACKLOG_BYTES`` (the server is not
+  reading) and the server closed connections with 1011 (keepalive ping timeout): keepalive
+  killed the sessions, which frees the kernel memory and loses events.
+- **leak**: a Recv-Q went past ``BACKLOG_BYTES``, was not killed, and was still past it at the
+  last sample: the bytes stay held in the kernel for as long as the session.
+- **healthy**: neither (a 1011 close without a backlog, or a backlog that drained, is said).
+- **unknown**: no sample carried the server's figures.
 """
 
 from __future__ import annotations
@@ -52,19 +53,26 @@ def held_bytes(sample: dict[str, Any]) -> float | None:
 def events_lost(samples: Sequence[dict[str, Any]]) -> int:
     """Events the subscribers should have had but did not receive (approximate at the edges).
 
-    Every event the service received while ``connections`` subscribers were registered should
-    reach each of them; what the clients counted is subtracted.
+    Every event the service received between the first and the last sample should reach each
+    of the swarm's clients (``clients``, else the sessions registered at the time), also those
+    keepalive killed; what the clients counted over the same window is subtracted.
     """
     expected = 0.0
+    first: dict[str, Any] | None = None
     previous: dict[str, Any] | None = None
     for sample in samples:
-        published, connections = sample.get("events_published"), sample.get("connections")
-        if published is None or connections is None:
+        published = sample.get("events_published")
+        subscribers = sample.get("clients", sample.get("connections"))
+        if published is None or subscribers is None:
             continue
-        if previous is not None:
-            expected += max(0, published - previous["events_published"]) * previous["connections"]
+        if previous is None:
+            first = sample
+        else:
+            expected += max(0, published - previous["events_published"]) * subscribers
         previous = sample
-    received = max((s.get("events_received") or 0 for s in samples), default=0)
+    if first is None or previous is None:
+        return 0
+    received = (previous.get("events_received") or 0) - (first.get("events_received") or 0)
     return max(0, round(expected) - received)
 
 
@@ -72,7 +80,15 @@ def cell_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The figures of one cell: growth, peaks, RSS change, first close, events lost."""
     held = [(s["t_s"], h) for s in samples if "t_s" in s and (h := held_bytes(s)) is not None]
     rss = series(samples, "rss_bytes")
-    closes = next((s["closes"] for s in reversed(samples) if s.get("closes") is not None), {})
+    closes: dict[str, int] = next(
+        (s["closes"] for s in reversed(samples) if s.get("closes") is not None), {}
+    )
+    first_keepalive_close_s = next(
+        (s["first_close_s"].get(KEEPALIVE_CLOSE) for s in reversed(samples)
+         if s.get("first_close_s")),
+        None,
+    )  # fmt: skip
+    recv_q_max = series(samples, "server_recv_q_max_bytes")
     first_close = next(
         ({"code": s["first_close"][0], "after_s": s["first_close"][1]}
          for s in samples if s.get("first_close")),
@@ -87,35 +103,45 @@ def cell_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "held_growth_mb_per_min": round(slope_per_min(held) / MB, 3),
         "held_peak_bytes": int(max((h for _, h in held), default=0)),
         "held_end_bytes": int(held[-1][1]) if held else 0,
-        "recv_q_peak_bytes": int(max((v for _, v in series(samples, "server_recv_q_max_bytes")),
-                                     default=0)),
+        "recv_q_peak_bytes": int(max((v for _, v in recv_q_max), default=0)),
         "recv_q_sum_peak_bytes": int(max((v for _, v in series(samples, "server_recv_q_bytes")),
                                          default=0)),
         "rss_change_bytes": int(rss[-1][1] - rss[0][1]) if rss else 0,
         "closes": dict(closes),
         "first_close": first_close,
+        "first_keepalive_close_s": first_keepalive_close_s,
+        "stats_samples": len(series(samples, "server_recv_q_max_bytes")),
+        "recv_q_end_bytes": int(recv_q_max[-1][1]) if recv_q_max else 0,
         "events_lost": events_lost(samples),
     }  # fmt: skip
 
 
 def judge(figures: dict[str, Any]) -> tuple[str, str]:
     """The verdict (one of ``VERDICTS``) and a sentence saying why, in plain words."""
-    if not figures["samples"]:
-        return "unknown", "no samples: nothing to judge"
+    if not figures["stats_samples"]:
+        return "unknown", "no server figures were sampled: nothing to judge"
+    backlog = figures["recv_q_peak_bytes"] > BACKLOG_BYTES
     killed = figures["closes"].get(KEEPALIVE_CLOSE, 0)
-    if killed:
-        first = figures["first_close"]
-        after = f" after ~{first['after_s']:.0f} s" if first else ""
+    if killed and backlog:
+        at = figures["first_keepalive_close_s"]
+        after = f" after ~{at:.0f} s" if at is not None else ""
         return "masked", (
             f"masked: keepalive kills connections with 1011{after}, "
             f"events are lost ({figures['events_lost']})"
         )
-    if figures["recv_q_peak_bytes"] > BACKLOG_BYTES:
+    if backlog and figures["recv_q_end_bytes"] > BACKLOG_BYTES:
         return "leak", (
             "leaks: kernel memory grows without bound "
             f"({figures['held_growth_mb_per_min']:.1f} MB/min held for this service, "
             f"Recv-Q peak {figures['recv_q_peak_bytes'] / 1024:.0f} KiB per socket)"
         )
+    if killed:
+        return "healthy", (
+            f"healthy: no backlog, but {killed} connections closed with 1011: "
+            "the server or the host was too slow to answer keepalive pings"
+        )
+    if backlog:
+        return "healthy", "healthy: a backlog built up and drained again"
     return "healthy", "healthy: client messages are read, nothing piles up"
 
 

@@ -1,0 +1,81 @@
+"""Tests for ping_client.lab.matrix: which cells run, what each predicts, how each configures."""
+
+import pytest
+
+from event_service.settings import settings_from_env
+from ping_client.lab.matrix import (
+    KEEPALIVE_DEFAULT,
+    KEEPALIVE_OFF,
+    KEEPALIVE_SHORT,
+    Cell,
+    build_matrix,
+    demo_matrix,
+    expected_verdict,
+)
+
+ALL_CELLS = build_matrix(full=True) + build_matrix(quick=True)
+
+
+def test_default_matrix_is_read_handler_by_keepalive():
+    cells = build_matrix()
+    assert {(c.read_handler, c.keepalive) for c in cells} == {
+        ("off", KEEPALIVE_OFF), ("off", KEEPALIVE_DEFAULT),
+        ("on", KEEPALIVE_OFF), ("on", KEEPALIVE_DEFAULT),
+    }  # fmt: skip
+    assert len(cells) == 4
+    assert {(c.ws_impl, c.ping_kind) for c in cells} == {("websockets-sansio", "message")}
+    assert (KEEPALIVE_DEFAULT.interval_s, KEEPALIVE_DEFAULT.timeout_s) == (20.0, 20.0)
+
+
+def test_quick_matrix_uses_one_second_keepalive():
+    keepalives = {c.keepalive for c in build_matrix(quick=True)}
+    assert keepalives == {KEEPALIVE_OFF, KEEPALIVE_SHORT}
+    assert (KEEPALIVE_SHORT.interval_s, KEEPALIVE_SHORT.timeout_s) == (1.0, 1.0)
+
+
+def test_full_matrix_has_every_combination_once():
+    cells = build_matrix(full=True)
+    assert len(cells) == 3 * 2 * 4 == len({c.name for c in cells})
+    assert {c.ws_impl for c in cells} == {"websockets-sansio", "wsproto", "websockets"}
+    assert {c.ping_kind for c in cells} == {"message", "control"}
+    assert all("/" not in c.name for c in cells)  # names are file names
+
+
+@pytest.mark.parametrize(
+    ("cell", "verdict"),
+    [
+        (Cell("off", KEEPALIVE_OFF), "leak"),
+        (Cell("off", KEEPALIVE_DEFAULT), "masked"),
+        (Cell("off", KEEPALIVE_SHORT), "masked"),
+        (Cell("on", KEEPALIVE_OFF), "healthy"),
+        (Cell("on", KEEPALIVE_DEFAULT), "healthy"),
+        (Cell("off", KEEPALIVE_OFF, "wsproto"), "leak"),
+        (Cell("off", KEEPALIVE_OFF, ping_kind="control"), "healthy"),
+        (Cell("off", KEEPALIVE_DEFAULT, "websockets", "control"), "healthy"),
+    ],
+    ids=lambda v: v.name if isinstance(v, Cell) else v,
+)
+def test_expected_verdict(cell, verdict):
+    assert expected_verdict(cell) == verdict
+
+
+@pytest.mark.parametrize("cell", ALL_CELLS, ids=lambda c: c.name)
+def test_cell_env_configures_the_service(cell):
+    """Every cell's env is valid service configuration and means what the cell says."""
+    settings = settings_from_env(cell.env())
+    assert settings.read_handler is (cell.read_handler == "on")
+    assert settings.ws_impl == cell.ws_impl
+    assert settings.ws_ping_interval_s == cell.keepalive.interval_s
+    assert settings.ws_ping_timeout_s == cell.keepalive.timeout_s
+
+
+def test_settings_are_the_cell_axes():
+    cell = Cell("on", KEEPALIVE_SHORT, "wsproto", "control")
+    assert cell.settings() == {
+        "read_handler": "on", "keepalive": "1s/1s", "ws_impl": "wsproto", "ping_kind": "control",
+    }  # fmt: skip
+
+
+def test_demo_is_the_leak_and_its_fix_without_keepalive():
+    assert demo_matrix() == [Cell("off", KEEPALIVE_OFF), Cell("on", KEEPALIVE_OFF)]
+    assert [expected_verdict(c) for c in demo_matrix()] == ["leak", "healthy"]

@@ -1,0 +1,95 @@
+"""Tests for ping_client.lab.report (and charts): every file of the report folder, offline."""
+
+import base64
+import json
+import re
+
+import pytest
+
+from ping_client.lab.cli import run_info
+from ping_client.lab.matrix import KEEPALIVE_DEFAULT, KEEPALIVE_OFF, Cell, expected_verdict
+from ping_client.lab.report import write_report
+from ping_client.lab.runner import LabOptions
+from ping_client.lab.verdict import summarize_cell
+
+PNG = b"\x89PNG\r\n\x1a\n"
+FILES = ["report.md", "index.html", "summary.json", "samples.jsonl", "settings.json"]
+CHARTS = ["recv_q.png", "kernel_tcp_mem.png", "rss.png", "closes.png"]
+
+
+def samples(recv_q_step_bytes):
+    """Ten seconds of one cell: per-socket Recv-Q rising by ``recv_q_step_bytes`` a second."""
+    return [
+        {"t_s": float(t), "server_recv_q_bytes": 4 * recv_q_step_bytes * t,
+         "server_recv_q_max_bytes": recv_q_step_bytes * t, "client_send_q_bytes": 0,
+         "kernel_tcp_mem_bytes": 50_000_000, "rss_bytes": 80_000_000, "connections": 4,
+         "events_published": t, "events_received": 4 * t, "closes": {}, "first_close": None}
+        for t in range(1, 11)
+    ]  # fmt: skip
+
+
+def entry(cell, cell_samples):
+    """A summary entry as cli.run_cells builds it."""
+    summary = summarize_cell(cell.settings(), expected_verdict(cell), cell_samples)
+    return {"name": cell.name, "label": cell.label, "env": cell.env(), **summary}
+
+
+# A leak where one is expected, and a healthy cell where keepalive should have masked a leak.
+CELLS = [
+    (Cell("off", KEEPALIVE_OFF), samples(16_384)),
+    (Cell("off", KEEPALIVE_DEFAULT), samples(64)),
+]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    run = run_info("python -m ping_client lab", [], LabOptions(), "2025-01-02 03:04:05 +0000")
+    written = write_report(out, {**run, "interrupted": False}, [(entry(*c), c[1]) for c in CELLS])
+    return out, written
+
+
+def test_every_file_is_written(report):
+    out, written = report
+    assert sorted(written) == sorted(out / name for name in FILES + CHARTS)
+    assert all(path.stat().st_size > 0 for path in written)
+    assert all((out / name).read_bytes().startswith(PNG) for name in CHARTS)
+
+
+def test_summary_has_settings_verdict_and_figures_per_cell(report):
+    cells = json.loads((report[0] / "summary.json").read_text())["cells"]
+    assert [c["name"] for c in cells] == [cell.name for cell, _ in CELLS]
+    for cell in cells:
+        assert set(cell["settings"]) == {"read_handler", "keepalive", "ws_impl", "ping_kind"}
+        assert cell["verdict"] in ("leak", "masked", "healthy")
+        assert cell["figures"]["samples"] == 10 and "held_growth_mb_per_min" in cell["figures"]
+    assert [c["verdict"] for c in cells] == ["leak", "healthy"]
+
+
+def test_samples_jsonl_has_one_line_per_sample_tagged_with_its_cell(report):
+    lines = [json.loads(line) for line in (report[0] / "samples.jsonl").read_text().splitlines()]
+    assert [line["cell"] for line in lines] == [cell.name for cell, s in CELLS for _ in s]
+    assert lines[0]["server_recv_q_max_bytes"] == 16_384
+
+
+def test_settings_json_has_each_cells_env(report):
+    settings = json.loads((report[0] / "settings.json").read_text())
+    assert settings["cells"] == {cell.name: cell.env() for cell, _ in CELLS}
+
+
+def test_markdown_has_a_row_per_cell_with_verdict_expected_and_surprise(report):
+    rows = [r for r in (report[0] / "report.md").read_text().splitlines() if r.startswith("| R")]
+    assert len(rows) == 2
+    leak_row, surprise_row = rows
+    assert "leaks: kernel memory grows" in leak_row and leak_row.endswith("| leak |")
+    assert "healthy: client messages are read" in surprise_row
+    assert surprise_row.endswith("| masked **(surprise)** |") and "surprise" not in leak_row
+
+
+def test_html_is_self_contained(report):
+    page = (report[0] / "index.html").read_text()
+    assert not re.search(r"""(?:src|href)=["']?(?:https?:)?//""", page)
+    images = re.findall(r'<img [^>]*src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == len(CHARTS)
+    assert all(base64.b64decode(image).startswith(PNG) for image in images)
+    assert "masked (surprise)" in page

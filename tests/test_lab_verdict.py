@@ -1,0 +1,147 @@
+"""Tests for ping_client.lab.verdict: figures and verdicts from literal per-second samples."""
+
+import functools
+import random
+
+import pytest
+
+from ping_client.lab.verdict import events_lost, slope_per_min, summarize_cell
+
+KIB, SOCKETS, EVENT_RATE = 1024, 50, 5  # bytes, connections per cell, events per second
+STATS_KEYS = ("server_recv_q_bytes", "server_recv_q_max_bytes", "kernel_tcp_mem_bytes",
+              "rss_bytes", "connections", "events_published")  # fmt: skip
+
+
+def sample(t_s, recv_q, *, send_q=0, connections=SOCKETS, received=None, **closed):
+    """One sample as runner.take_sample writes it, ``recv_q`` bytes in every server socket."""
+    published = EVENT_RATE * (t_s - 1)  # counted from the first sample, at 1 s
+    return {
+        "t_s": float(t_s), "server_recv_q_bytes": recv_q * connections,
+        "server_recv_q_max_bytes": recv_q, "client_send_q_bytes": send_q,
+        "kernel_tcp_mem_bytes": 50_000_000 + recv_q * connections + send_q,
+        "rss_bytes": 80_000_000, "connections": connections, "events_published": published,
+        "events_received": published * connections if received is None else received,
+        "clients": SOCKETS, "closes": {}, "first_close": None, "first_close_s": {}, **closed,
+    }  # fmt: skip
+
+
+def leak():
+    """Recv-Q per socket climbs to 128 KiB and stays; the clients' Send-Q keeps growing."""
+    return [sample(t, min(128 * KIB, 4 * KIB * t), send_q=160 * KIB * t) for t in range(1, 61)]
+
+
+def healthy():
+    return [sample(t, (t % 3) * KIB, send_q=KIB) for t in range(1, 61)]
+
+
+def noise(seed=7):
+    """Every figure fluctuates by up to 1 KiB around a constant."""
+    jitter = functools.partial(random.Random(seed).randint, -KIB, KIB)
+    samples = [sample(t, 2 * KIB + jitter(), send_q=2 * KIB + jitter()) for t in range(1, 61)]
+    for s in samples:
+        s.update(kernel_tcp_mem_bytes=5e7 + jitter(), rss_bytes=8e7 + jitter())
+    return samples
+
+
+def with_gaps(samples):
+    """Drop every 7th second, strip /stats from every 5th sample left, None in every 3rd."""
+    kept = [s for i, s in enumerate(samples) if i % 7 != 6]
+    for i, s in enumerate(kept):
+        if i % 5 == 4:  # /stats did not answer
+            kept[i] = {k: v for k, v in s.items() if k not in STATS_KEYS}
+        elif i % 3 == 2:
+            s.update(dict.fromkeys(("server_recv_q_max_bytes", "client_send_q_bytes", "rss_bytes")))
+    return kept
+
+
+def summarize(samples, expected="leak"):
+    return summarize_cell({"read_handler": "off", "keepalive": "off"}, expected, samples)
+
+
+@pytest.mark.parametrize("samples", [leak, lambda: with_gaps(leak())], ids=["whole", "gaps"])
+def test_leak_holds_growing_kernel_memory(samples):
+    result = summarize(samples())
+    figures = result["figures"]
+    assert result["verdict"] == "leak" and "128 KiB" in result["reason"]
+    assert figures["recv_q_peak_bytes"] == 128 * KIB
+    assert figures["held_growth_mb_per_min"] > 9  # 160 KiB/s of Send-Q alone is 9.8 MB/min
+    assert figures["held_end_bytes"] == figures["held_peak_bytes"]
+    assert figures["closes"] == {} and figures["first_close"] is None
+
+
+def test_keepalive_masks_the_leak_and_loses_events():
+    """Backlog grows until keepalive closes every connection with 1011 at 40.3 s."""
+    before = [sample(t, 3 * KIB * t, send_q=16 * KIB * t) for t in range(1, 41)]
+    closed = {
+        "closes": {"1011": SOCKETS}, "first_close": [1011, 40.3], "first_close_s": {"1011": 40.3}
+    }  # fmt: skip
+    received = EVENT_RATE * 39 * SOCKETS  # everything published until the close, no more
+    after = [sample(t, 0, connections=0, received=received, **closed) for t in range(41, 61)]
+    result = summarize(before + after, expected="masked")
+    figures = result["figures"]
+    assert result["verdict"] == "masked"
+    assert figures["first_close"] == {"code": 1011, "after_s": 40.3}
+    assert figures["held_end_bytes"] == 0 and figures["held_peak_bytes"] > 0
+    assert figures["events_lost"] == EVENT_RATE * 20 * SOCKETS  # every event after the kill
+    assert "1011" in result["reason"] and "~40 s" in result["reason"]
+
+
+@pytest.mark.parametrize(
+    "samples", [healthy, noise, lambda: with_gaps(healthy())], ids=["small", "noise", "gaps"]
+)
+def test_small_or_noisy_recv_q_is_healthy_with_no_growth(samples):
+    result = summarize(samples(), expected="healthy")
+    figures = result["figures"]
+    assert result["verdict"] == "healthy" and not result["surprise"]
+    assert figures["recv_q_peak_bytes"] <= 3 * KIB and figures["events_lost"] == 0
+    assert figures["recv_q_sum_peak_bytes"] > 64 * KIB  # many small queues: not a backlog
+    assert abs(figures["held_growth_mb_per_min"]) < 0.05  # the leak grows > 9 MB/min
+    assert abs(figures["kernel_mem_growth_mb_per_min"]) < 0.05
+
+
+@pytest.mark.parametrize(
+    "samples",
+    [[], [{k: v for k, v in s.items() if k not in STATS_KEYS} for s in healthy()]],
+    ids=["no-samples", "no-server-figures"],
+)
+def test_nothing_to_judge_is_unknown(samples):
+    """The module docstring: unknown when no sample carried the figures needed to judge."""
+    assert summarize(samples)["verdict"] == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("points", "per_min"),
+    [
+        ([(t, t * 1_000_000) for t in range(10)], 60_000_000),  # 1 MB/s
+        ([(t, 5 - 2 * t) for t in range(10)], -120), ([(t, 7) for t in range(10)], 0),
+        ([(3, 1), (3, 9)], 0), ([(1, 5)], 0), ([], 0),  # one instant, one point, none
+    ],
+)  # fmt: skip
+def test_slope_per_min(points, per_min):
+    assert slope_per_min(points) == pytest.approx(per_min)
+
+
+def test_events_lost_expects_every_client_to_get_every_event_in_the_window():
+    """Killed clients still count: each of the swarm's clients should have had each event."""
+    samples = [
+        {"events_published": 10, "clients": 2, "connections": 2, "events_received": 0},
+        {"events_published": 14, "clients": 2, "connections": 2, "events_received": 6},  # +4 x 2
+        {"events_received": 9},  # no /stats this second: skipped
+        {"events_published": 20, "clients": 2, "connections": 1, "events_received": 14},  # +6 x 2
+        {"events_published": 25, "clients": 2, "connections": 0, "events_received": 17},  # +5 x 2
+    ]
+    assert events_lost(samples) == 8 + 12 + 10 - 17
+
+
+@pytest.mark.parametrize(("expected", "surprise"), [("leak", False), ("healthy", True)])
+def test_surprise_when_verdict_differs_from_expected(expected, surprise):
+    assert summarize(leak(), expected=expected)["surprise"] is surprise
+
+
+def test_events_lost_counts_received_events_over_the_same_window_as_expected():
+    """Events the clients had before the first sample must not hide later losses."""
+    samples = [
+        {"events_published": 10, "connections": 2, "events_received": 20},  # all delivered
+        {"events_published": 14, "connections": 2, "events_received": 26},  # 8 due, 6 came
+    ]
+    assert events_lost(samples) == 2
