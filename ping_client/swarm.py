@@ -113,6 +113,7 @@ class Swarm:
     ) -> dict[str, Any]:
         """Run until ``duration_s`` or :meth:`stop`; return the summary."""
         self._started = time.monotonic()
+        self._guard_memory()
         try:
             async with asyncio.TaskGroup() as tasks:
                 workers = [

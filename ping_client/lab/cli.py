@@ -99,6 +99,8 @@ def run_lab(argv: list[str], *, demo: bool = False) -> int:
     if out.exists() and any(out.iterdir()):
         parser.error(f"--out {out} is not empty; choose a new folder")
     console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, width=160)  # logs and CI: room for the tables
     run = run_info(prog, argv, options, started_at=time.strftime("%Y-%m-%d %H:%M:%S %z"))
     results: list[tuple[dict[str, Any], list[Sample]]] = []
     interrupted = False

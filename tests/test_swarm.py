@@ -1,0 +1,64 @@
+"""The swarm's command line and its safety guards, against a real service."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ping_client.swarm import Swarm, SwarmConfig
+from tests.conftest import Launch
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_tcp_memory_guard_stops_sending_and_says_so(launch: Launch) -> None:
+    """A guard below the host's current TCP memory: clients connect but send nothing."""
+    service = launch(READ_HANDLER="off")
+    config = SwarmConfig(url=service.ws_url, clients=3, interval_s=0.05, duration_s=2,
+                         tcp_mem_guard=1e-9)  # fmt: skip
+    summary = await Swarm(config).run()
+    assert summary["pings_sent"] == 0
+    assert summary["connected_peak"] == 3
+    assert "stopped sending" in summary["tcp_mem_guard_tripped"]
+    assert "pressure threshold" in summary["tcp_mem_guard_tripped"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m ping_client ARGS`` without a terminal, as CI runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "ping_client", *args],
+        capture_output=True,
+        text=True,
+        timeout=45,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "CI": "true"},
+    )
+
+
+def test_cli_refuses_a_remote_target() -> None:
+    """A non-loopback URL is refused with a usage error unless --allow-remote is given."""
+    result = run_cli("--url", "ws://192.0.2.10:8000/ws", "--duration", "1")
+    assert result.returncode == 2
+    assert "not a loopback address" in result.stderr
+    assert "--allow-remote" in result.stderr
+
+
+def test_cli_runs_prints_lines_and_writes_json_summary(launch: Launch, tmp_path: Path) -> None:
+    """A short run prints a line per second and a summary, and --json-out saves it."""
+    service = launch(READ_HANDLER="on", EVENT_RATE="20")
+    out = tmp_path / "summary.json"
+    result = run_cli("--url", service.ws_url, "--clients", "5", "--interval", "0.1",
+                     "--duration", "3", "--json-out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("connected=5") >= 2
+    assert "ping swarm summary" in result.stderr
+    summary = json.loads(out.read_text())
+    assert summary["connected_peak"] == 5
+    assert summary["pings_sent"] == service.stats()["client_messages"] > 0
+    assert summary["events_received"] > 0
+    assert summary["latency"]["p50_ms"] > 0
