@@ -22,9 +22,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from event_service.observer import read_sockstat
 from ping_client.lab.matrix import Cell, build_matrix, demo_matrix, expected_verdict
 from ping_client.lab.report import write_report
-from ping_client.lab.runner import LabOptions, Sample, run_cell
+from ping_client.lab.runner import LabOptions, Sample, run_cell, wait_for_kernel_to_settle
 from ping_client.lab.verdict import summarize_cell
 from ping_client.view import format_bytes
 
@@ -164,6 +165,7 @@ async def run_cells(
         )
         for cell in cells
     }
+    baseline_bytes = read_sockstat()["mem_bytes"]
     with progress:
         for cell in cells:
             task = tasks[cell]
@@ -184,6 +186,7 @@ async def run_cells(
             }
             results.append((entry, samples))
             progress.update(task, completed=options.duration_s, figures=entry["verdict"])
+            await wait_for_kernel_to_settle(baseline_bytes)
 
 
 def live_figures(sample: Sample) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from event_service.observer import read_sockstat
 from event_service.publish import publish
 from ping_client.lab.matrix import Cell
 from ping_client.lab.skmem import read_skmem
@@ -24,6 +25,8 @@ from ping_client.launcher import ServiceProcess
 from ping_client.swarm import Swarm, SwarmConfig
 
 SAMPLE_EVERY_S = 1.0
+SETTLE_TIMEOUT_S = 10.0
+SETTLE_MARGIN_BYTES = 1 << 20
 
 # Server figures copied from /stats into each sample, under the sample's names.
 _STATS_FIELDS = {
@@ -145,6 +148,21 @@ async def take_sample(swarm: Swarm, service: ServiceProcess, http: httpx.AsyncCl
     if skmem is not None:
         sample.update(skmem)
     return sample
+
+
+async def wait_for_kernel_to_settle(baseline_bytes: int) -> int:
+    """Wait (at most ``SETTLE_TIMEOUT_S``) until host TCP memory is back near ``baseline_bytes``.
+
+    A cell's sockets can hold kernel memory for a moment after its processes are gone; the
+    next cell should not start on top of it. Returns the memory when it stopped waiting.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SETTLE_TIMEOUT_S
+    while True:
+        used = read_sockstat()["mem_bytes"]
+        if used <= baseline_bytes + SETTLE_MARGIN_BYTES or loop.time() >= deadline:
+            return used
+        await asyncio.sleep(0.25)
 
 
 async def _publish(options: LabOptions) -> None:
