@@ -1,0 +1,156 @@
+"""The baseline: a minimal raw ``websockets`` broadcast server on uvloop, run as a child.
+
+``python -m bench.baseline_server --rate 30`` publishes the same event JSON as the event
+service's embedded source (``event_service.events.make_event``) on the same fixed schedule,
+and hands each event to :func:`websockets.asyncio.server.broadcast`: one encode, then one
+frame write per open connection, synchronously, no task per subscriber. Each session reads
+and discards what its client sends, like the service's fixed read handler.
+
+It prints ``listening port=N`` once it accepts connections, and answers ``GET /stats`` on
+the same port with its counters in the service's names (``events_received``,
+``events_delivered``, ``connections``), so the benchmarks measure both servers the same way.
+SIGTERM closes every connection with 1001 and exits.
+
+With ``--amqp-url`` it relays the RabbitMQ ``events`` fanout exchange instead (one exclusive
+queue, like the service): the raw baseline of the latency benchmark. It prints
+``consuming`` once its queue is bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http
+import json
+import signal
+import sys
+
+import uvloop
+from aio_pika.abc import AbstractIncomingMessage
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.http11 import Request, Response
+from websockets.protocol import OPEN
+
+from event_service.events import make_event
+from event_service.sources.rabbitmq import connect_with_retry, declare_exchange
+
+EVENT_TYPE = "tick"
+
+
+class Broadcaster:
+    """The connection registry, the publish schedule and the counters."""
+
+    def __init__(self, rate_per_s: float) -> None:
+        self.rate_per_s = rate_per_s
+        self.connections: set[ServerConnection] = set()
+        self.events_received = 0
+        self.events_delivered = 0
+
+    async def session(self, connection: ServerConnection) -> None:
+        """Register the connection and drain its messages until it closes."""
+        self.connections.add(connection)
+        try:
+            async for _ in connection:
+                pass
+        finally:
+            self.connections.discard(connection)
+
+    def stats(self, connection: ServerConnection, request: Request) -> Response | None:
+        """``GET /stats`` answers with the counters; any other path goes on to the handshake."""
+        if request.path != "/stats":
+            return None
+        body = json.dumps(
+            {
+                "connections": len(self.connections),
+                "events_received": self.events_received,
+                "events_delivered": self.events_delivered,
+            }
+        )
+        response = connection.respond(http.HTTPStatus.OK, body)
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+    async def consume_forever(self, amqp_url: str) -> None:
+        """Broadcast every message of the ``events`` fanout exchange, as the service would."""
+        connection = await connect_with_retry(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=64)
+            exchange = await declare_exchange(channel)
+            queue = await channel.declare_queue(exclusive=True)
+            await queue.bind(exchange)
+            await queue.consume(self._on_message, no_ack=True)
+            print("consuming", flush=True)
+            await asyncio.Event().wait()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self.broadcast(message.body.decode())
+
+    def broadcast(self, text: str) -> None:
+        """Send one event to every open connection and count it."""
+        # broadcast() skips connections that are not open; count the ones it wrote to.
+        open_now = [c for c in self.connections if c.protocol.state is OPEN]
+        broadcast(open_now, text)
+        self.events_received += 1
+        self.events_delivered += len(open_now)
+
+    async def publish_forever(self) -> None:
+        """Publish on a fixed schedule; a late tick does not shift the ones after it."""
+        if self.rate_per_s <= 0:
+            await asyncio.Event().wait()
+        loop = asyncio.get_running_loop()
+        interval_s = 1.0 / self.rate_per_s
+        deadline = loop.time()
+        seq = 0
+        while True:
+            deadline += interval_s
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            seq += 1
+            self.broadcast(make_event(EVENT_TYPE, {"seq": seq}).text)
+
+
+async def serve_until_stopped(
+    host: str, port: int, rate_per_s: float, amqp_url: str | None
+) -> None:
+    """Serve and publish (or relay RabbitMQ events) until SIGTERM or SIGINT."""
+    broadcaster = Broadcaster(rate_per_s)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with serve(
+        broadcaster.session,
+        host,
+        port,
+        process_request=broadcaster.stats,
+        compression=None,
+        ping_interval=None,
+        backlog=4096,
+    ) as server:
+        bound_port = next(iter(server.sockets)).getsockname()[1]
+        print(f"listening port={bound_port}", flush=True)
+        async with asyncio.TaskGroup() as tasks:
+            source = (
+                broadcaster.consume_forever(amqp_url) if amqp_url else broadcaster.publish_forever()
+            )
+            publisher = tasks.create_task(source, name="publisher")
+            await stop.wait()
+            publisher.cancel()
+        server.close()
+        await server.wait_closed()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options and serve."""
+    parser = argparse.ArgumentParser(prog="python -m bench.baseline_server", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--rate", type=float, default=30.0, help="events per second (0: none)")
+    parser.add_argument("--amqp-url", help="relay the RabbitMQ 'events' exchange instead")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    uvloop.run(serve_until_stopped(args.host, args.port, args.rate, args.amqp_url))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

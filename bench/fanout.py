@@ -1,0 +1,303 @@
+"""Fan-out cost: server CPU microseconds per delivered event, service against raw websockets.
+
+Both servers publish the same event JSON at ``rate`` events/s to ``subscribers`` lean
+clients (:mod:`bench.subscribers`, one process). A measured window reads the server's
+``/stats`` and every process's CPU time at both ends:
+
+    us per delivery = server CPU seconds / events delivered (from the server's own counter)
+
+The ``/stats`` calls sit outside the CPU window (the service's reads ``/proc/net/tcp``).
+Repetitions alternate the order of the two servers, and the ratio is taken per repetition,
+so both sides of a ratio share the same minute of a noisy machine.
+
+The saturation part raises the rate step by step, the two servers interleaved, until
+deliveries per second fall more than 5% short of ``rate x subscribers``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import profiler
+from bench.children import SubscriberProcess, cpu_seconds, cpu_split, host_busy_s
+from bench.figures import highest_sustained, is_sustained, median, ratio, us_per_item
+from bench.report import log_dir, print_table, say, write_result
+from bench.targets import TARGET_NAMES, Target, make_target
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Sizes and windows of one fan-out run."""
+
+    subscribers: int
+    rate_per_s: float
+    reps: int
+    settle_s: float
+    window_s: float
+    saturation_rates: tuple[float, ...]
+    saturation_windows: int
+    saturation_window_s: float
+    profile_s: int
+
+
+FULL = Plan(1000, 20, 5, 2.0, 6.0, (20, 30, 45, 60, 90, 120, 180, 240), 3, 3.0, 10)
+QUICK = Plan(200, 20, 1, 0.5, 2.0, (20, 240), 1, 2.0, 2)
+
+
+def _timed_counters(target: Target) -> tuple[float, dict[str, Any]]:
+    before = time.monotonic()
+    counters = target.counters()
+    return (before + time.monotonic()) / 2, counters
+
+
+def measure_window(target: Target, client: SubscriberProcess, window_s: float) -> dict[str, Any]:
+    """One window: deliveries from the server's counters, CPU of server and client."""
+    t0, s0 = _timed_counters(target)
+    c0 = time.monotonic(), cpu_split(target.pid), cpu_seconds(client.pid), host_busy_s()
+    time.sleep(window_s)
+    c1 = time.monotonic(), cpu_split(target.pid), cpu_seconds(client.pid), host_busy_s()
+    t1, s1 = _timed_counters(target)
+    cpu_elapsed_s = c1[0] - c0[0]
+    user_cores = (c1[1][0] - c0[1][0]) / cpu_elapsed_s
+    system_cores = (c1[1][1] - c0[1][1]) / cpu_elapsed_s
+    delivered_per_s = (s1["events_delivered"] - s0["events_delivered"]) / (t1 - t0)
+    published_per_s = (s1["events_received"] - s0["events_received"]) / (t1 - t0)
+    rt0, r0 = client.received_at(t0)
+    rt1, r1 = client.received_at(t1)
+    server_cores = user_cores + system_cores
+    client_cores = (c1[2] - c0[2]) / cpu_elapsed_s
+    host_cores = (c1[3] - c0[3]) / cpu_elapsed_s
+    return {
+        "subscribers": s1["connections"],
+        "published_per_s": published_per_s,
+        "delivered_per_s": delivered_per_s,
+        "dropped": s1.get("events_dropped", 0) - s0.get("events_dropped", 0),
+        "server_cores": server_cores,
+        "server_user_cores": user_cores,
+        "server_system_cores": system_cores,
+        "us_per_delivery": us_per_item(server_cores, delivered_per_s),
+        "client_cores": client_cores,
+        # Everything else busy on the machine in the window (other tests, the bench itself).
+        "other_cores": host_cores - server_cores - client_cores,
+        "client_received_per_s": (r1 - r0) / (rt1 - rt0) if rt1 > rt0 else float("nan"),
+    }
+
+
+def run_target(
+    name: str,
+    rate_per_s: float,
+    plan: Plan,
+    windows: int,
+    window_s: float,
+    logs: Path,
+    profile_s: int = 0,
+) -> dict[str, Any]:
+    """Start one server and its subscribers, measure ``windows`` windows, stop both."""
+    target = make_target(name, rate_per_s=rate_per_s, log_dir=logs).start()
+    try:
+        duration_s = 60 + plan.settle_s + windows * (window_s + 5) + profile_s
+        client = SubscriberProcess(
+            target.ws_url, plan.subscribers, duration_s, logs / "subscribers.log"
+        )
+        with client:
+            client.wait_connected(timeout_s=60)
+            time.sleep(plan.settle_s)
+            results = [measure_window(target, client, window_s) for _ in range(windows)]
+            profile = None
+            if profile_s:
+                say(f"profiling {name} for {profile_s} s with py-spy")
+                profile = profiler.record(
+                    target.pid, profile_s, logs.parent / f"profile-{name}.txt"
+                )
+    finally:
+        target.stop()
+    return {"target": name, "rate_per_s": rate_per_s, "windows": results, "profile": profile}
+
+
+def _median_of(windows: list[dict[str, Any]], key: str) -> float:
+    return median([w[key] for w in windows])
+
+
+def _summary(windows: list[dict[str, Any]]) -> dict[str, float]:
+    keys = (
+        "us_per_delivery",
+        "server_cores",
+        "server_user_cores",
+        "server_system_cores",
+        "delivered_per_s",
+        "published_per_s",
+        "client_cores",
+        "client_received_per_s",
+        "other_cores",
+    )
+    return {key: _median_of(windows, key) for key in keys}
+
+
+def compare(plan: Plan, logs: Path) -> dict[str, Any]:
+    """Repetitions at the fixed rate, the two servers alternating; the ratio per repetition."""
+    reps = []
+    for rep in range(plan.reps):
+        order = TARGET_NAMES if rep % 2 == 0 else TARGET_NAMES[::-1]
+        figures = {}
+        for name in order:
+            say(f"fanout rep {rep + 1}/{plan.reps}: {name} at {plan.rate_per_s:g} ev/s")
+            run = run_target(name, plan.rate_per_s, plan, 1, plan.window_s, logs)
+            figures[name] = run["windows"][0]
+        figures["ratio_us_per_delivery"] = ratio(
+            figures["service"]["us_per_delivery"], figures["baseline"]["us_per_delivery"]
+        )
+        reps.append(figures)
+    medians: dict[str, Any] = {name: _summary([r[name] for r in reps]) for name in TARGET_NAMES}
+    medians["ratio_us_per_delivery"] = median([r["ratio_us_per_delivery"] for r in reps])
+    return {"reps": reps, "medians": medians}
+
+
+def saturate(plan: Plan, logs: Path) -> dict[str, Any]:
+    """Raise the rate until deliveries stop keeping up, for each server, interleaved."""
+    steps: dict[str, list[dict[str, Any]]] = {name: [] for name in TARGET_NAMES}
+    active = list(TARGET_NAMES)
+    for rate in plan.saturation_rates:
+        for name in list(active):
+            say(f"saturation: {name} at {rate:g} ev/s x {plan.subscribers}")
+            run = run_target(
+                name, rate, plan, plan.saturation_windows, plan.saturation_window_s, logs
+            )
+            summary = _summary(run["windows"])
+            expected = rate * median([w["subscribers"] for w in run["windows"]])
+            sustained = is_sustained(summary["delivered_per_s"], expected)
+            steps[name].append(
+                {"rate_per_s": rate, "expected_per_s": expected, "sustained": sustained, **summary}
+            )
+            if not sustained:
+                active.remove(name)
+        if not active:
+            break
+    highest = {
+        name: highest_sustained([(row["rate_per_s"], row["sustained"]) for row in rows])
+        for name, rows in steps.items()
+    }
+    return {"steps": steps, "highest_sustained_rate_per_s": highest}
+
+
+def profile(plan: Plan, logs: Path) -> dict[str, Any]:
+    """A py-spy profile of each server at the fixed rate."""
+    return {
+        name: run_target(name, plan.rate_per_s, plan, 0, 0, logs, profile_s=plan.profile_s)[
+            "profile"
+        ]
+        for name in TARGET_NAMES
+    }
+
+
+def run(quick: bool, reps: int | None = None, with_profile: bool = True) -> dict[str, Any]:
+    """The whole fan-out benchmark: comparison, saturation, profile; print and save."""
+    plan = QUICK if quick else FULL
+    if reps:
+        plan = dataclasses.replace(plan, reps=reps)
+    logs = log_dir("fanout")
+    comparison = compare(plan, logs)
+    saturation = saturate(plan, logs)
+    profiles = profile(plan, logs) if with_profile and plan.profile_s else None
+    _print(plan, comparison, saturation, profiles)
+    result = {
+        "plan": dataclasses.asdict(plan),
+        "comparison": comparison,
+        "saturation": saturation,
+        "profiles": profiles,
+    }
+    write_result("fanout", quick, result)
+    return result
+
+
+def _print(
+    plan: Plan,
+    comparison: dict[str, Any],
+    saturation: dict[str, Any],
+    profiles: dict[str, Any] | None,
+) -> None:
+    columns = [
+        "server",
+        "us/delivery",
+        "server cores",
+        "user",
+        "system",
+        "delivered/s",
+        "published/s",
+        "client cores",
+        "client recv/s",
+        "other cores",
+    ]
+    rows = []
+    for name in TARGET_NAMES:
+        m = comparison["medians"][name]
+        rows.append(
+            [
+                name,
+                m["us_per_delivery"],
+                m["server_cores"],
+                m["server_user_cores"],
+                m["server_system_cores"],
+                m["delivered_per_s"],
+                m["published_per_s"],
+                m["client_cores"],
+                m["client_received_per_s"],
+                m["other_cores"],
+            ]
+        )
+    print_table(
+        f"fanout: {plan.subscribers} subscribers x {plan.rate_per_s:g} ev/s, medians of "
+        f"{plan.reps} reps; service/baseline us per delivery = "
+        f"{comparison['medians']['ratio_us_per_delivery']:.2f}",
+        columns,
+        rows,
+    )
+    rows = []
+    for name, steps in saturation["steps"].items():
+        for step in steps:
+            rows.append(
+                [
+                    name,
+                    step["rate_per_s"],
+                    step["expected_per_s"],
+                    step["delivered_per_s"],
+                    step["server_cores"],
+                    step["us_per_delivery"],
+                    step["client_cores"],
+                    step["other_cores"],
+                    "yes" if step["sustained"] else "NO",
+                ]
+            )
+    print_table(
+        f"saturation ({plan.subscribers} subscribers): highest sustained rate "
+        f"{saturation['highest_sustained_rate_per_s']}",
+        [
+            "server",
+            "rate/s",
+            "expected/s",
+            "delivered/s",
+            "server cores",
+            "us/delivery",
+            "client cores",
+            "other cores",
+            "sustained",
+        ],
+        rows,
+    )
+    for name, prof in (profiles or {}).items():
+        if not prof or "error" in prof:
+            say(f"profile of {name}: {prof and prof.get('error')}")
+            continue
+        rows = [
+            [p["function"][:110], p["self"] * 100, p["total"] * 100]
+            for p in prof["top_inclusive"][:25]
+        ]
+        print_table(
+            f"py-spy, {name}: % of busy samples by function ({prof['samples']} samples)",
+            ["function", "self %", "total %"],
+            rows,
+        )
+        rows = [[p["line"][:110], p["self"] * 100] for p in prof["top_self_lines"][:10]]
+        print_table(f"py-spy, {name}: hottest lines", ["line", "self %"], rows)
