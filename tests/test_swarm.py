@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import connect
 
+from ping_client.safety import read_memory
 from ping_client.swarm import Swarm, SwarmConfig
-from tests.conftest import Launch
+from tests.conftest import Launch, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -19,9 +22,17 @@ pytestmark = pytest.mark.timeout(60)
 async def test_tcp_memory_guard_stops_sending_and_says_so(launch: Launch) -> None:
     """A guard below the host's current TCP memory: clients connect but send nothing."""
     service = launch(READ_HANDLER="off")
-    config = SwarmConfig(url=service.ws_url, clients=3, interval_s=0.05, duration_s=2,
-                         tcp_mem_guard=1e-9)  # fmt: skip
-    summary = await Swarm(config).run()
+    # An idle host can show 0 pages of TCP memory, which no guard is below: park unread
+    # data in the non-reading service so that the kernel accounts some.
+    async with connect(service.ws_url, ping_interval=None, compression=None, proxy=None,
+                       close_timeout=0.5) as parked:  # fmt: skip
+        for _ in range(40):
+            await parked.send(random.randbytes(8192))
+        await wait_until(lambda: read_memory().used_bytes > 0, timeout_s=10,
+                         what="the kernel accounts TCP memory")  # fmt: skip
+        config = SwarmConfig(url=service.ws_url, clients=3, interval_s=0.05, duration_s=2,
+                             tcp_mem_guard=1e-9)  # fmt: skip
+        summary = await Swarm(config).run()
     assert summary["pings_sent"] == 0
     assert summary["connected_peak"] == 3
     assert "stopped sending" in summary["tcp_mem_guard_tripped"]
