@@ -31,13 +31,15 @@ def ss_queues(port: int) -> list[tuple[int, int]]:
     return [(int(line.split()[0]), int(line.split()[1])) for line in output.splitlines()]
 
 
-async def read_between_equal_ss(port: int, read: Callable[[], T], attempts: int = 20) -> T:
-    """``read()`` taken while ``ss`` shows the same queues just before and just after it."""
+async def read_between_equal_ss(
+    port: int, read: Callable[[], T], attempts: int = 20
+) -> tuple[T, list[tuple[int, int]]]:
+    """``read()`` and the queues ``ss`` showed just before and just after it, unchanged."""
     for _ in range(attempts):
         before = ss_queues(port)
         value = read()
         if ss_queues(port) == before:
-            return value
+            return value, before
         await asyncio.sleep(0.1)
     pytest.fail(f"socket queues on port {port} kept changing over {attempts} readings")
 
@@ -67,8 +69,7 @@ async def test_stats_agree_with_ss(launch: Launch) -> None:
         await wait_until(settled, timeout_s=10, every_s=0.2, what="Recv-Q settles")
         # A zero-window probe can still let a few more bytes in: compare readings taken
         # while ss reports the same queues before and after.
-        stats = await read_between_equal_ss(service.port, service.stats)
-        queues = ss_queues(service.port)
+        stats, queues = await read_between_equal_ss(service.port, service.stats)
         assert len(queues) == stats["connections"] == 3
         assert stats["sockets"] >= 3  # every connected socket on the port, /stats' own included
         assert sum(recv for recv, _ in queues) == stats["recv_q_bytes"]
@@ -84,8 +85,7 @@ async def test_stats_agree_with_ss(launch: Launch) -> None:
                 for sample in family.samples
             }
 
-        samples = await read_between_equal_ss(service.port, scrape)
-        queues = ss_queues(service.port)
+        samples, queues = await read_between_equal_ss(service.port, scrape)
         assert samples["event_service_recv_queue_bytes"] == sum(recv for recv, _ in queues)
         assert samples["event_service_connections"] == 3
     finally:
