@@ -43,6 +43,9 @@ class PingConnection(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._was_open = False
         self._closed_by_us = False
+        # The code we failed the connection with (keepalive timeout): the close is ours,
+        # but it is not a normal one and the summary counts it, as websockets' client does.
+        self._failed_with: int | None = None
         loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
@@ -92,7 +95,7 @@ class PingConnection(asyncio.Protocol):
         if self._was_open:
             self._stats.connected -= 1
         if self._was_open and not self._closed_by_us:
-            code = self._protocol.close_code
+            code = self._failed_with or self._protocol.close_code
             code = NO_CLOSE_FRAME if code is None else int(code)
             self._stats.record_close(code, time.monotonic() - self._started_at)
         if not self.closed.done():
@@ -137,6 +140,7 @@ class PingConnection(asyncio.Protocol):
     def fail(self, code: int, reason: str) -> None:
         """Close with ``code`` at once (keepalive timeout), as websockets' client does."""
         if self.is_open:
+            self._failed_with = code
             self._protocol.fail(code, reason)
             self._flush()
 

@@ -73,3 +73,14 @@ def test_cli_runs_prints_lines_and_writes_json_summary(launch: Launch, tmp_path:
     assert summary["pings_sent"] == service.stats()["client_messages"] > 0
     assert summary["events_received"] > 0
     assert summary["latency"]["p50_ms"] > 0
+
+
+async def test_client_keepalive_fails_unanswered_connections_with_1011(launch: Launch) -> None:
+    """--client-keepalive against a non-reading server: the pongs never come, closes are 1011."""
+    service = launch(READ_HANDLER="off")
+    config = SwarmConfig(url=service.ws_url, clients=3, interval_s=0.05, size_bytes=4096,
+                         duration_s=8, client_keepalive_s=1.0)  # fmt: skip
+    summary = await Swarm(config).run()
+    assert summary["connected_peak"] == 3
+    assert summary["closes"] == {"1011": 3}
+    assert summary["connected_at_end"] == 0
