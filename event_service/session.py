@@ -46,10 +46,10 @@ READ_HANDLERS: dict[str, Handler] = {
 
 
 async def write_events(ws: WebSocket, subscriber: Subscriber, counters: Counters) -> None:
-    """Send queued events until the client is gone or the hub asks the session to stop."""
-    queue = subscriber.queue
+    """Send buffered events until the client is gone or the hub asks the session to stop."""
+    next_event = subscriber.next
     while True:
-        event = await queue.get()
+        event = await next_event()
         try:
             if event is None:
                 await ws.close(SHUTDOWN_CODE, SHUTDOWN_REASON)
