@@ -119,3 +119,25 @@ def wait_for_first_samples(lab: subprocess.Popen[bytes], timeout_s: float) -> bo
             return True
         time.sleep(0.1)
     return False
+
+
+@pytest.mark.timeout(120)
+def test_demo_prints_the_cells_side_by_side_and_writes_the_report(tmp_path: Path) -> None:
+    """``make demo``'s command, in short cells: one column per cell, and the report folder."""
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "ping_client", "demo", "--duration", "3", "--clients", "4",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL,
+        env={**os.environ, "CI": "true"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "missing vs fixed read handler" in result.stderr
+    for row in ("peak Recv-Q per socket", "kernel held for service", "events lost", "verdict"):
+        assert row in result.stderr
+    assert result.stderr.count("READ_HANDLER=off") >= 2
+    summary = json.loads((out / "summary.json").read_text())
+    axes = [(c["settings"]["read_handler"], c["settings"]["keepalive"]) for c in summary["cells"]]
+    assert axes == [("off", "off"), ("off", "1s/1s"), ("on", "off"), ("on", "1s/1s")]
+    assert summary["cells"][0]["verdict"] == "leak"
+    assert all((out / name).stat().st_size > 0 for name in REPORT_FILES)

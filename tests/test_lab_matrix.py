@@ -76,6 +76,11 @@ def test_settings_are_the_cell_axes():
     }  # fmt: skip
 
 
-def test_demo_is_the_leak_and_its_fix_without_keepalive():
-    assert demo_matrix() == [Cell("off", KEEPALIVE_OFF), Cell("on", KEEPALIVE_OFF)]
-    assert [expected_verdict(c) for c in demo_matrix()] == ["leak", "healthy"]
+def test_demo_runs_the_quick_default_matrix():
+    """The README's main command: leak, masked by short keepalive, and the fix with both."""
+    assert demo_matrix() == build_matrix(quick=True)
+    assert [(c.read_handler, c.keepalive) for c in demo_matrix()] == [
+        ("off", KEEPALIVE_OFF), ("off", KEEPALIVE_SHORT),
+        ("on", KEEPALIVE_OFF), ("on", KEEPALIVE_SHORT),
+    ]  # fmt: skip
+    assert [expected_verdict(c) for c in demo_matrix()] == ["leak", "masked", "healthy", "healthy"]

@@ -1,6 +1,7 @@
 """Tests for ping_client.lab.report (and charts): every file of the report folder, offline."""
 
 import base64
+import html
 import json
 import re
 
@@ -9,8 +10,8 @@ import pytest
 from ping_client.lab.cli import run_info
 from ping_client.lab.matrix import KEEPALIVE_DEFAULT, KEEPALIVE_OFF, Cell, expected_verdict
 from ping_client.lab.report import write_report
-from ping_client.lab.runner import LabOptions
-from ping_client.lab.verdict import summarize_cell
+from ping_client.lab.runner import LabOptions, service_env, swarm_settings, without_password
+from ping_client.lab.verdict import RULES, summarize_cell
 
 PNG = b"\x89PNG\r\n\x1a\n"
 FILES = ["report.md", "index.html", "summary.json", "samples.jsonl", "settings.json"]
@@ -31,7 +32,11 @@ def samples(recv_q_step_bytes):
 def entry(cell, cell_samples):
     """A summary entry as cli.run_cells builds it."""
     summary = summarize_cell(cell.settings(), expected_verdict(cell), cell_samples)
-    return {"name": cell.name, "label": cell.label, "env": cell.env(), **summary}
+    options = LabOptions()
+    return {
+        "name": cell.name, "label": cell.label, "env": service_env(cell, options),
+        "swarm": swarm_settings(cell, options), **summary,
+    }  # fmt: skip
 
 
 # A leak where one is expected, and a healthy cell where keepalive should have masked a leak.
@@ -72,9 +77,41 @@ def test_samples_jsonl_has_one_line_per_sample_tagged_with_its_cell(report):
     assert lines[0]["server_recv_q_max_bytes"] == 16_384
 
 
-def test_settings_json_has_each_cells_env(report):
+def test_settings_json_has_what_it_takes_to_repeat_each_cell(report):
+    """Per cell: its axes, the service's exact environment and the swarm's settings."""
     settings = json.loads((report[0] / "settings.json").read_text())
-    assert settings["cells"] == {cell.name: cell.env() for cell, _ in CELLS}
+    assert settings["run"]["clients"] == LabOptions.clients
+    assert list(settings["cells"]) == [cell.name for cell, _ in CELLS]
+    for cell, _ in CELLS:
+        written = settings["cells"][cell.name]
+        assert written["settings"] == cell.settings()
+        assert written["service_env"] == {**cell.env(), "EVENT_RATE": "5"}
+        assert written["swarm"]["ping_kind"] == cell.ping_kind
+        assert written["swarm"]["clients"] == LabOptions.clients
+        assert written["swarm"]["compression"] is False
+        assert "url" not in written["swarm"]
+
+
+def test_report_states_the_rules_the_verdicts_follow(report):
+    """report.md and index.html quote the rules from verdict.py, thresholds included."""
+    assert RULES in (report[0] / "report.md").read_text()
+    assert "64 KiB" in RULES and "1011" in RULES
+    assert html.escape(RULES.replace("**", "")) in (report[0] / "index.html").read_text()
+    assert "Interrupted" not in (report[0] / "report.md").read_text()
+
+
+def test_an_interrupted_run_says_so(tmp_path):
+    run = run_info("python -m ping_client lab", [], LabOptions(), "2025-01-02 03:04:05 +0000")
+    write_report(tmp_path, {**run, "interrupted": True}, [(entry(*CELLS[0]), CELLS[0][1])])
+    assert "**Interrupted:**" in (tmp_path / "report.md").read_text()
+    assert "Interrupted:" in (tmp_path / "index.html").read_text()
+    assert json.loads((tmp_path / "summary.json").read_text())["run"]["interrupted"] is True
+
+
+def test_broker_password_is_masked_in_reports():
+    env = {"READ_HANDLER": "off", "AMQP_URL": "amqp://guest:s3cret@127.0.0.1:5672/"}
+    assert without_password(env) == {**env, "AMQP_URL": "amqp://guest:***@127.0.0.1:5672/"}
+    assert without_password({"AMQP_URL": "amqp://127.0.0.1/"}) == {"AMQP_URL": "amqp://127.0.0.1/"}
 
 
 def test_markdown_has_a_row_per_cell_with_verdict_expected_and_surprise(report):

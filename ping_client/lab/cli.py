@@ -1,7 +1,8 @@
 """``python -m ping_client lab`` and ``python -m ping_client demo``.
 
-``lab`` runs the experiment matrix and writes a report folder; ``demo`` runs the two cells of
-the story (READ_HANDLER off and on, keepalive off) and prints them side by side.
+``lab`` runs the experiment matrix and writes a report folder; ``demo`` runs the default
+matrix in short cells (READ_HANDLER off and on, keepalive off and 1s/1s), prints the cells side
+by side and writes the same report.
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ from rich.table import Table
 from event_service.observer import read_sockstat
 from ping_client.lab.matrix import Cell, build_matrix, demo_matrix, expected_verdict
 from ping_client.lab.report import write_report
-from ping_client.lab.runner import LabOptions, Sample, run_cell, wait_for_kernel_to_settle
+from ping_client.lab.runner import (
+    LabOptions,
+    Sample,
+    run_cell,
+    service_env,
+    swarm_settings,
+    wait_for_kernel_to_settle,
+    without_password,
+)
 from ping_client.lab.verdict import summarize_cell
 from ping_client.view import format_bytes
 
@@ -83,7 +92,7 @@ def options_from_args(
 
 
 def run_lab(argv: list[str], *, demo: bool = False) -> int:
-    """Run the matrix (or the demo's two cells), write the report, print the results."""
+    """Run the matrix (or the demo's short one), write the report, print the results."""
     prog = "python -m ping_client " + ("demo" if demo else "lab")
     parser = lab_parser(prog, demo)
     args = parser.parse_args(argv)
@@ -181,7 +190,8 @@ async def run_cells(
             entry = {
                 "name": cell.name,
                 "label": cell.label,
-                "env": cell.env(),
+                "env": without_password(service_env(cell, options)),
+                "swarm": swarm_settings(cell, options),
                 **summarize_cell(cell.settings(), expected_verdict(cell), samples),
             }
             results.append((entry, samples))
@@ -223,7 +233,7 @@ def results_table(entries: list[dict[str, Any]]) -> Table:
             f"{figures['held_growth_mb_per_min']:+.2f}",
             format_bytes(figures["recv_q_peak_bytes"]),
             format_bytes(figures["rss_change_bytes"]),
-            f"{first['code']} at {first['after_s']:.0f}s" if first else "-",
+            _first_close(first),
             str(figures["events_lost"]),
             entry["verdict"],
             entry["expected"],
@@ -232,12 +242,16 @@ def results_table(entries: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _first_close(first: dict[str, Any] | None) -> str:
+    return f"{first['code']} at {first['after_s']:.0f}s" if first else "-"
+
+
 def side_by_side(entries: list[dict[str, Any]]) -> Table:
     """The demo's table: one column per cell, one row per figure."""
-    table = Table(title="missing vs fixed read handler")
+    table = Table(title="missing vs fixed read handler, keepalive off and on")
     table.add_column("")
     for entry in entries:
-        table.add_column(entry["label"], justify="right")
+        table.add_column(entry["label"].replace(", ", "\n"), justify="right")
     rows = [
         ("peak Recv-Q per socket", lambda f: format_bytes(f["recv_q_peak_bytes"])),
         ("peak Recv-Q, all sockets", lambda f: format_bytes(f["recv_q_sum_peak_bytes"])),
@@ -245,6 +259,8 @@ def side_by_side(entries: list[dict[str, Any]]) -> Table:
         ("kernel TCP memory growth", lambda f: f"{f['kernel_mem_growth_mb_per_min']:+.1f} MB/min"),
         ("server RSS change", lambda f: format_bytes(f["rss_change_bytes"])),
         ("closes", lambda f: ", ".join(f"{c}: {n}" for c, n in f["closes"].items()) or "none"),
+        ("first close", lambda f: _first_close(f["first_close"])),
+        ("events lost", lambda f: str(f["events_lost"])),
     ]
     for name, value_of in rows:
         table.add_row(name, *(value_of(entry["figures"]) for entry in entries))

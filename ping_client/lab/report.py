@@ -9,8 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ping_client.lab.verdict import RULES
+
 KIB = 1024
 MIB = 1024 * 1024
+INTERRUPTED = (
+    "**Interrupted:** this run was stopped before the end of its matrix; only the cells "
+    "that finished are reported."
+)
 
 
 def _first_close(figures: dict[str, Any]) -> str:
@@ -51,14 +57,14 @@ def markdown_report(run: dict[str, Any], entries: Sequence[dict[str, Any]]) -> s
         f"{run['size_bytes']}-byte pings every {run['interval_s']} s, {run['duration_s']} s per "
         f"cell, events from the {run['source']} source at {run['event_rate']}/s.",
         "",
+        *([INTERRUPTED, ""] if run.get("interrupted") else []),
         "| " + " | ".join(rows[0]) + " |",
         "|" + "---|" * len(rows[0]),
         *("| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows[1:]),
         "",
-        "Verdicts come from the samples by fixed rules (ping_client/lab/verdict.py): **masked** "
-        "when the server closed connections with 1011 (keepalive), **leak** when a socket's "
-        "Recv-Q passed 64 KiB without that, **healthy** otherwise. *Held for service* is the "
-        "server's Recv-Q plus the clients' Send-Q; kernel TCP memory is host-wide.",
+        f"Verdicts come from the samples by fixed rules (ping_client/lab/verdict.py): {RULES}. "
+        "*Held for service* is the server's Recv-Q plus the clients' Send-Q; kernel TCP memory "
+        "is host-wide.",
         "",
         "Charts: recv_q.png, kernel_tcp_mem.png, rss.png, closes.png. Raw samples: "
         "samples.jsonl (one JSON object per cell and second). Exact settings: settings.json. "
@@ -81,6 +87,12 @@ def html_report(run: dict[str, Any], entries: Sequence[dict[str, Any]], charts: 
         f'{base64.b64encode(path.read_bytes()).decode()}"></figure>'
         for path in charts
     )
+    interrupted = (
+        f"<p><strong>{html.escape(INTERRUPTED.replace('**', ''))}</strong></p>\n"
+        if run.get("interrupted")
+        else ""
+    )
+    rules = html.escape(RULES.replace("**", ""))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>WebSocket leak lab report</title>
 <style>
@@ -95,7 +107,8 @@ img {{ max-width: 800px; }}
 <p>Run at {html.escape(run["started_at"])}: {run["clients"]} clients per cell,
 {run["size_bytes"]}-byte pings every {run["interval_s"]} s, {run["duration_s"]} s per cell,
 events from the {html.escape(run["source"])} source.</p>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{interrupted}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<p>Verdicts come from the samples by fixed rules: {rules}.</p>
 {images}
 </body></html>
 """
@@ -115,7 +128,13 @@ def write_report(
         for entry, samples in cells:
             for sample in samples:
                 samples_file.write(json.dumps({"cell": entry["name"], **sample}) + "\n")
-    settings = {"run": run, "cells": {e["name"]: e["env"] for e in entries}}
+    settings = {
+        "run": run,
+        "cells": {
+            e["name"]: {"settings": e["settings"], "service_env": e["env"], "swarm": e["swarm"]}
+            for e in entries
+        },
+    }
     (out_dir / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     summary = {"run": run, "cells": entries}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

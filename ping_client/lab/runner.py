@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,27 +62,54 @@ class LabOptions:
 Sample = dict[str, Any]
 
 
+def service_env(cell: Cell, options: LabOptions) -> dict[str, str]:
+    """The event service's environment for one cell."""
+    env = {**cell.env(), "EVENT_RATE": f"{options.event_rate:g}"}
+    if options.amqp_url:
+        env["AMQP_URL"] = options.amqp_url
+    return env
+
+
+def without_password(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the broker password in ``AMQP_URL`` masked, for reports people share."""
+    url = env.get("AMQP_URL")
+    if not url:
+        return env
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return env
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return {**env, "AMQP_URL": parts._replace(netloc=netloc).geturl()}
+
+
+def swarm_config(cell: Cell, options: LabOptions, url: str) -> SwarmConfig:
+    """The swarm of one cell: the lab's load, the cell's ping kind, the swarm's safe defaults."""
+    return SwarmConfig(
+        url=url,
+        clients=options.clients,
+        ramp_per_s=max(options.clients, 1) * 4.0,
+        interval_s=options.interval_s,
+        size_bytes=options.size_bytes,
+        ping_kind=cell.ping_kind,
+        duration_s=options.duration_s,
+    )
+
+
+def swarm_settings(cell: Cell, options: LabOptions) -> dict[str, Any]:
+    """The swarm's settings of one cell as JSON-ready data (the URL is the cell's free port)."""
+    settings = dataclasses.asdict(swarm_config(cell, options, "ws://127.0.0.1:0/ws"))
+    del settings["url"]
+    return settings
+
+
 async def run_cell(
     cell: Cell, options: LabOptions, log_path: Path, on_sample: Callable[[Sample], None]
 ) -> list[Sample]:
     """Run one cell to its end; return its samples (one per second)."""
-    env = {**cell.env(), "EVENT_RATE": f"{options.event_rate:g}"}
-    if options.amqp_url:
-        env["AMQP_URL"] = options.amqp_url
-    service = ServiceProcess(env, log_path)
+    service = ServiceProcess(service_env(cell, options), log_path)
     await asyncio.to_thread(service.start)
     try:
-        swarm = Swarm(
-            SwarmConfig(
-                url=service.ws_url,
-                clients=options.clients,
-                ramp_per_s=max(options.clients, 1) * 4.0,
-                interval_s=options.interval_s,
-                size_bytes=options.size_bytes,
-                ping_kind=cell.ping_kind,
-                duration_s=options.duration_s,
-            )
-        )
+        swarm = Swarm(swarm_config(cell, options, service.ws_url))
         samples: list[Sample] = []
         async with httpx.AsyncClient(base_url=service.base_url, timeout=5.0) as http:
             async with asyncio.TaskGroup() as tasks:

@@ -22,6 +22,16 @@ MB = 1_000_000
 
 VERDICTS = ("leak", "masked", "healthy", "unknown")
 
+# The rules above in one sentence, for the report (kept next to the code that applies them).
+RULES = (
+    f"**masked** when a server socket's Recv-Q passed {BACKLOG_BYTES // 1024} KiB and the "
+    "server closed connections with 1011 (keepalive ping timeout); **leak** when a Recv-Q "
+    f"passed {BACKLOG_BYTES // 1024} KiB, nothing killed the sessions and it was still past "
+    "that at the last sample; **healthy** otherwise (a 1011 close without a backlog, or a "
+    "backlog that drained, is said in the verdict); **unknown** when no sample carried the "
+    "server's figures"
+)
+
 
 def slope_per_min(points: Iterable[tuple[float, float]]) -> float:
     """Least-squares slope of (seconds, value) points, per minute; 0 with fewer than 2 points."""
