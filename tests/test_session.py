@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import time
 
 import httpx
@@ -70,26 +71,27 @@ async def test_missing_reader_keeps_dead_sessions_until_a_send_fails(launch: Lau
     assert service.stats()["connections_closed"] == 5
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize("read_handler", ["off", "on"])
-async def test_sigterm_closes_sessions_with_1001_and_exits_quickly(
-    launch: Launch, read_handler: str
+async def test_stop_signal_closes_sessions_with_1001_and_exits_quickly(
+    launch: Launch, read_handler: str, signum: signal.Signals
 ) -> None:
-    """SIGTERM stops the service within a few seconds, closing every session with 1001."""
+    """SIGTERM or Ctrl-C stops the service within a few seconds, closing sessions with 1001."""
     service = launch(READ_HANDLER=read_handler)
     clients = await open_clients(service.ws_url, 3)
     for ws in clients:
         await ws.send(b"x" * 1024)
     await wait_until(lambda: service.stats()["connections"] == 3, timeout_s=10, what="3 sessions")
     started = time.monotonic()
-    service.signal(signal.SIGTERM)
+    service.signal(signum)
     codes = []
     for ws in clients:
         with contextlib.suppress(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), timeout=5)
         codes.append(ws.close_code)
     assert codes == [1001, 1001, 1001]
-    # uvicorn re-raises the signal it caught once shutdown is done: exit by SIGTERM, not a crash.
-    assert service.wait(timeout_s=5) in (0, -signal.SIGTERM)
+    # uvicorn re-raises the signal it caught once shutdown is done: exit by it, not a crash.
+    assert service.wait(timeout_s=5) in (0, -signum)
     assert time.monotonic() - started < 5
 
 
@@ -128,3 +130,49 @@ async def recv_type(ws: ClientConnection) -> str:
     event = json.loads(await asyncio.wait_for(ws.recv(), timeout=5))
     assert set(event) >= {"type", "id", "ts", "payload"}
     return str(event["type"])
+
+
+def open_stalled_subscriber(port: int) -> socket.socket:
+    """A subscriber that completes the handshake and then never reads: its window closes."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert sock.recv(12) == b"HTTP/1.1 101"
+    return sock
+
+
+@pytest.mark.parametrize("read_handler", ["off", "on"])
+async def test_shutdown_is_bounded_when_a_writer_is_stuck_in_send(
+    launch: Launch, read_handler: str
+) -> None:
+    """A client that stops reading blocks its writer in send(); SIGTERM still exits in seconds.
+
+    No close frame can reach that client (its window is shut), so it sees the TCP connection
+    drop instead of 1001; the service gives the session 2 s, then uvicorn 3 s, then stops.
+    """
+    service = launch(READ_HANDLER=read_handler)
+    stalled = open_stalled_subscriber(service.port)
+    try:
+        await wait_until(lambda: service.stats()["connections"] == 1, timeout_s=10, what="1 sub")
+        big = {"type": "bulk", "payload": "x" * 200_000}
+        for _ in range(30):  # 6 MB: more than the kernel and uvicorn buffer for one socket
+            httpx.post(f"{service.base_url}/events", json=big).raise_for_status()
+
+        def writer_blocked() -> bool:
+            sockets = kernel_server_sockets(service.port)
+            return any(s.send_q_bytes > 0 for s in sockets) and (
+                service.stats()["events_delivered"] < 30
+            )
+
+        await wait_until(writer_blocked, timeout_s=10, what="the writer blocks in send")
+        started = time.monotonic()
+        service.signal(signal.SIGTERM)
+        assert service.wait(timeout_s=10) in (0, -signal.SIGTERM)
+        assert time.monotonic() - started < 8
+    finally:
+        stalled.close()

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from ping_client.launcher import ServiceProcess
+from tests.conftest import Launch, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -41,3 +47,69 @@ def test_bad_setting_fails_startup_with_one_line(name: str, value: str, expected
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"event-service: invalid {name}=")
     assert expected in lines[0]
+
+
+@pytest.mark.parametrize(("read_handler", "warned"), [("off", True), ("on", False)])
+def test_missing_read_handler_is_warned_about_at_startup(
+    launch: Launch, read_handler: str, warned: bool
+) -> None:
+    """READ_HANDLER=off logs a warning that client messages will not be read; on does not."""
+    service = launch(READ_HANDLER=read_handler)
+    log = service.log_tail(lines=50)
+    assert f"starting read_handler={'missing' if warned else 'fixed'}" in log
+    assert ("WARNING event_service: read handler missing" in log) is warned
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy ``reader`` to ``writer`` until end of stream, then close ``writer``."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+@pytest.mark.timeout(60)
+async def test_first_broker_connect_is_retried_until_the_broker_answers(
+    tmp_path: Path,
+) -> None:
+    """A broker that is not there yet: the service retries with backoff, then starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    service = ServiceProcess(
+        {"AMQP_URL": f"amqp://guest:guest@127.0.0.1:{port}/", "EVENT_RATE": "0"},
+        tmp_path / "service.log",
+    )
+    starting = asyncio.create_task(asyncio.to_thread(service.start))
+    relay: asyncio.Server | None = None
+    pipes: set[asyncio.Task[None]] = set()
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1", 5672)
+        for task in (pipe(reader, broker_writer), pipe(broker_reader, writer)):
+            pipes.add(asyncio.create_task(task))
+
+    try:
+        await wait_until(lambda: "retry_in_s=1.0" in service.log_tail(), timeout_s=20,
+                         what="a second connect attempt failed")  # fmt: skip
+        relay = await asyncio.start_server(forward, "127.0.0.1", port)
+        await asyncio.wait_for(starting, timeout=30)
+        assert service.stats()["source"] == "rabbitmq"
+        log = service.log_tail(lines=50)
+        assert "amqp connect failed attempt=1 retry_in_s=0.5" in log
+        assert "amqp connect failed attempt=2 retry_in_s=1.0" in log
+        assert "amqp connected" in log
+    finally:
+        service.stop()
+        if not starting.done():
+            starting.cancel()
+        if relay is not None:
+            relay.close()
+            await relay.wait_closed()
+        for task in pipes:
+            task.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
