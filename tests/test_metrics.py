@@ -53,3 +53,13 @@ def test_rendered_text_parses_as_prometheus_exposition():
     [sample] = families["event_service_connections_closed"].samples
     assert (sample.name, sample.value) == ("event_service_connections_closed_total", 2.0)
     assert families["node_sockstat_TCP_mem_bytes"].samples[0].value == 87 * 4096
+
+
+def test_percentile_and_largest_queues_are_exported_too():
+    """/metrics carries Recv-Q p99 and the largest Send-Q, as /stats does."""
+    snapshot = {**SNAPSHOT, "recv_q_p99_bytes": 120_001, "send_q_max_bytes": 300}
+    families = {
+        f.name: f for f in text_string_to_metric_families(render_metrics(snapshot).decode())
+    }
+    assert families["event_service_recv_queue_p99_bytes"].samples[0].value == 120_001
+    assert families["event_service_send_queue_max_bytes"].samples[0].value == 300

@@ -1,6 +1,6 @@
 """The RabbitMQ event source, through aio-pika.
 
-Topology: a durable fanout exchange ``events``; one exclusive, server-named queue per service
+Topology: a durable fanout exchange ``events``; one exclusive, uniquely named queue per service
 instance bound to it, so every instance receives every event; manual acks with a bounded
 prefetch (aio-pika starts a task per delivery, so prefetch bounds our memory too). A message
 that is not a valid event is rejected without requeue, counted, and dead-lettered to the
