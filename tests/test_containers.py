@@ -16,6 +16,7 @@ import re
 import shlex
 import shutil
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ from event_service import publish
 from event_service.app import create_app
 from event_service.settings import ENV_VARS, Settings, settings_from_env
 from ping_client.cli import config_from_args, swarm_parser
+from ping_client.swarm import SwarmConfig
 from tests.conftest import Launch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +49,23 @@ COMMAND_PARSERS = {
     "ping_client": lambda argv: config_from_args(swarm_parser().parse_args(argv)).validate(),
 }
 DASHBOARD = ROOT / "deploy/grafana/dashboards/ws-leak.json"
+BROKER_CLIENTS = (*MODES, "publisher")
+DEFAULT_SERVICES = {"rabbitmq", *BROKER_CLIENTS}
+SERVICE_PROFILES = {
+    "ping-swarm": ["swarm"],
+    "prometheus": ["observability"],
+    "grafana": ["observability"],
+}
+MIN_NOFILE = 10_000
+# Each SWARM_* variable of the compose file: a non-default value, the ping_client option
+# whose argument must carry it, and the SwarmConfig field that must come out of it.
+SWARM_VARIABLES = {
+    "SWARM_TARGET": ("event-service-fixed", "--url", "url", "ws://event-service-fixed:8000/ws"),
+    "SWARM_CLIENTS": ("7", "--clients", "clients", 7),
+    "SWARM_INTERVAL": ("0.25", "--interval", "interval_s", 0.25),
+    "SWARM_SIZE": ("333", "--size", "size_bytes", 333),
+    "SWARM_DURATION": ("42", "--duration", "duration_s", 42.0),
+}
 
 Instructions = list[tuple[str, str]]
 Services = dict[str, dict[str, Any]]
@@ -137,6 +156,23 @@ def has_healthcheck(service: dict[str, Any], instructions: Instructions) -> bool
     if check is not None:  # v1 writes `disable: true` as `test: [NONE]`
         return not check.get("disable") and check.get("test") not in (["NONE"], None)
     return "build" in service and any(kw == "HEALTHCHECK" for kw, _ in instructions)
+
+
+def swarm_config(service: dict[str, Any]) -> SwarmConfig:
+    """The swarm config the service's ``python -m ping_client`` command describes, validated."""
+    python, flag, module, *argv = command_argv(service)
+    assert (python, flag, module) == ("python", "-m", "ping_client")
+    config = config_from_args(swarm_parser().parse_args(argv))
+    config.validate()
+    return config
+
+
+def nofile_limits(service: dict[str, Any]) -> tuple[int, int]:
+    """(soft, hard) of the service's ``ulimits.nofile``; a single number sets both."""
+    nofile = service["ulimits"]["nofile"]
+    if isinstance(nofile, dict):
+        return int(nofile["soft"]), int(nofile["hard"])
+    return int(nofile), int(nofile)
 
 
 def serves_get(path: str) -> bool:
@@ -240,6 +276,75 @@ def test_fixed_service_can_scale_to_three(services: Services) -> None:
     ((_, published, _),) = published_ports(fixed)
     low, _, high = published.partition("-")
     assert high and int(high) - int(low) + 1 >= 3, f"{published} is not a range of 3 ports"
+
+
+def test_fixed_service_resolves_with_three_instances(tmp_path: Path) -> None:
+    """With `scale: 3` on the fixed service Compose resolves it: no shared name, 3 host ports."""
+    override = tmp_path / "scale.yml"
+    override.write_text(yaml.safe_dump({"services": {"event-service-fixed": {"scale": 3}}}))
+    result = run_compose("-f", str(override), *PROFILES, "config")
+    assert result.returncode == 0, result.stderr
+    fixed = yaml.safe_load(result.stdout)["services"]["event-service-fixed"]
+    assert fixed["scale"] == 3
+    assert "container_name" not in fixed, "three containers cannot share one name"
+    for _, published, _ in published_ports(fixed):
+        low, _, high = published.partition("-")
+        assert high and int(high) - int(low) + 1 >= fixed["scale"], published
+
+
+def test_event_services_raise_the_open_file_limit(services: Services) -> None:
+    """Both event services get a nofile limit far above the usual 1024, soft <= hard."""
+    for name in MODES:
+        soft, hard = nofile_limits(services[name])
+        assert MIN_NOFILE < soft <= hard, f"{name}: nofile soft={soft} hard={hard}"
+
+
+def test_rabbitmq_is_the_official_management_image(services: Services) -> None:
+    """rabbitmq runs the official image with the management plugin, AMQP and UI published."""
+    rabbitmq = services["rabbitmq"]
+    repository, _, tag = rabbitmq["image"].rpartition(":")
+    assert repository in ("rabbitmq", "library/rabbitmq", "docker.io/library/rabbitmq")
+    assert "management" in tag, rabbitmq["image"]
+    ports = {(published, target) for _, published, target in published_ports(rabbitmq)}
+    assert {("5672", 5672), ("15672", 15672)} <= ports
+    check = rabbitmq["healthcheck"]
+    assert check["test"][0] in ("CMD", "CMD-SHELL") and not check.get("disable"), check
+
+
+def test_broker_clients_wait_for_a_healthy_rabbitmq(services: Services) -> None:
+    """Both event services, the publisher and anything else with AMQP_URL wait for the broker."""
+    amqp_users = {n for n, s in services.items() if "AMQP_URL" in s.get("environment", {})}
+    assert set(BROKER_CLIENTS) <= amqp_users
+    for name in amqp_users:
+        condition = services[name].get("depends_on", {}).get("rabbitmq", {}).get("condition")
+        assert condition == "service_healthy", f"{name}: depends_on rabbitmq {condition}"
+
+
+def test_plain_up_starts_the_broker_both_services_and_the_publisher(services: Services) -> None:
+    """Only the swarm (swarm) and Prometheus and Grafana (observability) are behind profiles."""
+    profiles = {
+        name: service["profiles"] for name, service in services.items() if "profiles" in service
+    }
+    assert profiles == SERVICE_PROFILES
+    assert set(services) - set(profiles) == DEFAULT_SERVICES
+    for name in DEFAULT_SERVICES:  # `up` without profiles must not need a profiled service
+        assert set(services[name].get("depends_on", {})) <= DEFAULT_SERVICES, name
+
+
+def test_swarm_variables_set_real_ping_client_options() -> None:
+    """Each SWARM_* variable the compose file reads lands in the swarm command as one option."""
+    used = set(re.findall(r"\$\{?(SWARM_\w+)", (ROOT / "docker-compose.yml").read_text()))
+    assert used == set(SWARM_VARIABLES), "SWARM_VARIABLES is out of date"
+    env = {variable: value for variable, (value, *_) in SWARM_VARIABLES.items()}
+    default = asdict(swarm_config(resolved_services()["ping-swarm"]))
+    swarm = resolved_services(**env)["ping-swarm"]
+    argv = command_argv(swarm)
+    config = asdict(swarm_config(swarm))
+    for variable, (value, option, field, expected) in SWARM_VARIABLES.items():
+        assert option in argv and value in argv[argv.index(option) + 1], f"{variable}: {argv}"
+        assert config[field] == expected, f"{variable} -> {field}"
+    changed = {field for field, value in config.items() if value != default[field]}
+    assert changed == {field for _, _, field, _ in SWARM_VARIABLES.values()}
 
 
 def test_health_gated_dependencies_have_healthchecks(
