@@ -48,9 +48,9 @@ def test_quick_lab_writes_report_with_expected_verdicts(tmp_path: Path) -> None:
     ]
     assert outcomes == [
         ("off", "off", "leak"),
-        ("off", "1s/1s", "masked"),
+        ("off", "2s/2s", "masked"),
         ("on", "off", "healthy"),
-        ("on", "1s/1s", "healthy"),
+        ("on", "2s/2s", "healthy"),
     ]
     leak, masked = summary["cells"][0]["figures"], summary["cells"][1]["figures"]
     assert leak["recv_q_peak_bytes"] > 64 * 1024
@@ -138,6 +138,6 @@ def test_demo_prints_the_cells_side_by_side_and_writes_the_report(tmp_path: Path
     assert result.stderr.count("READ_HANDLER=off") >= 2
     summary = json.loads((out / "summary.json").read_text())
     axes = [(c["settings"]["read_handler"], c["settings"]["keepalive"]) for c in summary["cells"]]
-    assert axes == [("off", "off"), ("off", "1s/1s"), ("on", "off"), ("on", "1s/1s")]
+    assert axes == [("off", "off"), ("off", "2s/2s"), ("on", "off"), ("on", "2s/2s")]
     assert summary["cells"][0]["verdict"] == "leak"
     assert all((out / name).stat().st_size > 0 for name in REPORT_FILES)

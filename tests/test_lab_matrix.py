@@ -30,7 +30,7 @@ def test_default_matrix_is_read_handler_by_keepalive():
 def test_quick_matrix_uses_one_second_keepalive():
     keepalives = {c.keepalive for c in build_matrix(quick=True)}
     assert keepalives == {KEEPALIVE_OFF, KEEPALIVE_SHORT}
-    assert (KEEPALIVE_SHORT.interval_s, KEEPALIVE_SHORT.timeout_s) == (1.0, 1.0)
+    assert (KEEPALIVE_SHORT.interval_s, KEEPALIVE_SHORT.timeout_s) == (2.0, 2.0)
 
 
 def test_full_matrix_has_every_combination_once():
@@ -72,7 +72,7 @@ def test_cell_env_configures_the_service(cell):
 def test_settings_are_the_cell_axes():
     cell = Cell("on", KEEPALIVE_SHORT, "wsproto", "control")
     assert cell.settings() == {
-        "read_handler": "on", "keepalive": "1s/1s", "ws_impl": "wsproto", "ping_kind": "control",
+        "read_handler": "on", "keepalive": "2s/2s", "ws_impl": "wsproto", "ping_kind": "control",
     }  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """``python -m ping_client lab`` and ``python -m ping_client demo``.
 
 ``lab`` runs the experiment matrix and writes a report folder; ``demo`` runs the default
-matrix in short cells (READ_HANDLER off and on, keepalive off and 1s/1s), prints the cells side
+matrix in short cells (READ_HANDLER off and on, keepalive off and 2s/2s), prints the cells side
 by side and writes the same report.
 """
 
@@ -52,7 +52,7 @@ def lab_parser(prog: str, demo: bool) -> argparse.ArgumentParser:
         scope.add_argument(
             "--quick",
             action="store_true",
-            help=f"short cells ({QUICK_DURATION_S:g} s) and keepalive 1s/1s: "
+            help=f"short cells ({QUICK_DURATION_S:g} s) and keepalive 2s/2s: "
             "the default matrix in about a minute",
         )
         scope.add_argument(

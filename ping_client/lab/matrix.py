@@ -29,7 +29,8 @@ class Keepalive:
 
 KEEPALIVE_OFF = Keepalive("off", None, None)
 KEEPALIVE_DEFAULT = Keepalive("20s/20s", 20.0, 20.0)  # uvicorn's defaults
-KEEPALIVE_SHORT = Keepalive("1s/1s", 1.0, 1.0)
+# Short enough for quick runs, long enough that the backlog passes 64 KiB before the close.
+KEEPALIVE_SHORT = Keepalive("2s/2s", 2.0, 2.0)
 
 
 @dataclasses.dataclass(frozen=True)
