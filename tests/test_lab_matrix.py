@@ -7,10 +7,12 @@ from ping_client.lab.matrix import (
     KEEPALIVE_DEFAULT,
     KEEPALIVE_OFF,
     KEEPALIVE_SHORT,
+    WS_IMPLS,
     Cell,
     build_matrix,
     demo_matrix,
     expected_verdict,
+    parse_axis,
 )
 
 ALL_CELLS = build_matrix(full=True) + build_matrix(quick=True)
@@ -84,3 +86,23 @@ def test_demo_runs_the_quick_default_matrix():
         ("on", KEEPALIVE_OFF), ("on", KEEPALIVE_SHORT),
     ]  # fmt: skip
     assert [expected_verdict(c) for c in demo_matrix()] == ["leak", "masked", "healthy", "healthy"]
+
+
+def test_axes_can_be_chosen_one_by_one():
+    """--ws-impl and --ping-kind pick those axes; READ_HANDLER x keepalive stays whole."""
+    cells = build_matrix(quick=True, ws_impls=("wsproto",), ping_kinds=("message", "control"))
+    assert len(cells) == 8
+    assert {c.ws_impl for c in cells} == {"wsproto"}
+    assert [c.ping_kind for c in cells[::4]] == ["message", "control"]
+    assert build_matrix(full=True, ws_impls=("websockets",)) == [
+        c for c in build_matrix(full=True) if c.ws_impl == "websockets"
+    ]
+
+
+def test_axis_lists_are_parsed_in_order_without_repeats():
+    assert parse_axis("wsproto, websockets,wsproto", WS_IMPLS, "--ws-impl") == (
+        "wsproto", "websockets",
+    )  # fmt: skip
+    for bad in ("h2", "", " , ", "wsproto,h2"):
+        with pytest.raises(ValueError, match="--ws-impl takes a comma-separated list"):
+            parse_axis(bad, WS_IMPLS, "--ws-impl")

@@ -145,3 +145,14 @@ def test_events_lost_counts_received_events_over_the_same_window_as_expected():
         {"events_published": 14, "connections": 2, "events_received": 26},  # 8 due, 6 came
     ]
     assert events_lost(samples) == 2
+
+
+def test_skmem_peak_is_the_largest_receive_memory_sampled():
+    """skmem r (what the kernel charges, overhead included) peaks where the samples say."""
+    samples = leak()
+    for s in samples:
+        s["skmem_r_bytes"] = 2 * s["server_recv_q_bytes"]  # truesize: about twice the payload
+    samples[10].pop("skmem_r_bytes")  # ss failed once
+    figures = summarize(samples)["figures"]
+    assert figures["skmem_r_peak_bytes"] == 2 * 128 * KIB * SOCKETS
+    assert summarize(healthy())["figures"]["skmem_r_peak_bytes"] == 0  # never sampled

@@ -24,7 +24,15 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from event_service.observer import read_sockstat
-from ping_client.lab.matrix import Cell, build_matrix, demo_matrix, expected_verdict
+from ping_client.lab.matrix import (
+    PING_KINDS,
+    WS_IMPLS,
+    Cell,
+    build_matrix,
+    demo_matrix,
+    expected_verdict,
+    parse_axis,
+)
 from ping_client.lab.report import write_report
 from ping_client.lab.runner import (
     LabOptions,
@@ -60,6 +68,18 @@ def lab_parser(prog: str, demo: bool) -> argparse.ArgumentParser:
             action="store_true",
             help="every axis: also wsproto and legacy websockets, control pings",
         )
+        parser.add_argument(
+            "--ws-impl",
+            metavar="LIST",
+            help=f"uvicorn WebSocket implementations to run, comma-separated "
+            f"({', '.join(WS_IMPLS)}; default: {WS_IMPLS[0]}, every one with --full)",
+        )
+        parser.add_argument(
+            "--ping-kind",
+            metavar="LIST",
+            help=f"client ping kinds to run, comma-separated ({', '.join(PING_KINDS)}; "
+            f"default: {PING_KINDS[0]}, both with --full)",
+        )
     parser.add_argument(
         "--out", type=Path, help="report folder (default: lab-reports/<kind>-<date>-<time>)"
     )
@@ -91,6 +111,20 @@ def options_from_args(
     return LabOptions(duration_s=duration_s, clients=args.clients, amqp_url=args.amqp_url)
 
 
+def matrix_from_args(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, *, quick: bool
+) -> list[Cell]:
+    """The lab's cells from its options; exits with a usage error on an unknown axis value."""
+    try:
+        ws_impls = parse_axis(args.ws_impl, WS_IMPLS, "--ws-impl") if args.ws_impl else None
+        ping_kinds = (
+            parse_axis(args.ping_kind, PING_KINDS, "--ping-kind") if args.ping_kind else None
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    return build_matrix(quick=quick, full=args.full, ws_impls=ws_impls, ping_kinds=ping_kinds)
+
+
 def run_lab(argv: list[str], *, demo: bool = False) -> int:
     """Run the matrix (or the demo's short one), write the report, print the results."""
     prog = "python -m ping_client " + ("demo" if demo else "lab")
@@ -103,7 +137,7 @@ def run_lab(argv: list[str], *, demo: bool = False) -> int:
         DEMO_DURATION_S if demo else QUICK_DURATION_S if quick else DEFAULT_DURATION_S
     )
     options = options_from_args(args, parser, default_duration_s=default_duration_s)
-    cells = demo_matrix() if demo else build_matrix(quick=quick, full=args.full)
+    cells = demo_matrix() if demo else matrix_from_args(args, parser, quick=quick)
     kind = "demo" if demo else "quick" if quick else "full" if args.full else "lab"
     out = args.out or Path("lab-reports") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and any(out.iterdir()):
@@ -255,6 +289,10 @@ def side_by_side(entries: list[dict[str, Any]]) -> Table:
     rows = [
         ("peak Recv-Q per socket", lambda f: format_bytes(f["recv_q_peak_bytes"])),
         ("peak Recv-Q, all sockets", lambda f: format_bytes(f["recv_q_sum_peak_bytes"])),
+        (
+            "server receive memory (skmem r), peak",
+            lambda f: format_bytes(f.get("skmem_r_peak_bytes", 0)),
+        ),
         ("kernel held for service, peak", lambda f: format_bytes(f["held_peak_bytes"])),
         ("kernel TCP memory growth", lambda f: f"{f['kernel_mem_growth_mb_per_min']:+.1f} MB/min"),
         ("server RSS change", lambda f: format_bytes(f["rss_change_bytes"])),

@@ -81,18 +81,39 @@ def expected_verdict(cell: Cell) -> str:
     return "leak" if cell.keepalive.interval_s is None else "masked"
 
 
-def build_matrix(*, quick: bool = False, full: bool = False) -> list[Cell]:
-    """The default matrix (READ_HANDLER x keepalive), or every axis with ``full``."""
+def build_matrix(
+    *,
+    quick: bool = False,
+    full: bool = False,
+    ws_impls: tuple[str, ...] | None = None,
+    ping_kinds: tuple[str, ...] | None = None,
+) -> list[Cell]:
+    """The default matrix (READ_HANDLER x keepalive), or every axis with ``full``.
+
+    ``ws_impls`` and ``ping_kinds`` choose those axes explicitly (default: the first value,
+    or every value with ``full``).
+    """
     keepalive_on = KEEPALIVE_SHORT if quick else KEEPALIVE_DEFAULT
     keepalives = (KEEPALIVE_OFF, keepalive_on)
-    ws_impls = WS_IMPLS if full else WS_IMPLS[:1]
-    ping_kinds = PING_KINDS if full else PING_KINDS[:1]
+    if ws_impls is None:
+        ws_impls = WS_IMPLS if full else WS_IMPLS[:1]
+    if ping_kinds is None:
+        ping_kinds = PING_KINDS if full else PING_KINDS[:1]
     return [
         Cell(read_handler, keepalive, ws_impl, ping_kind)
         for ws_impl, ping_kind, read_handler, keepalive in itertools.product(
             ws_impls, ping_kinds, ("off", "on"), keepalives
         )
     ]
+
+
+def parse_axis(text: str, valid: tuple[str, ...], option: str) -> tuple[str, ...]:
+    """A comma-separated choice of axis values, in the order given, without repeats."""
+    values = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+    unknown = [v for v in values if v not in valid]
+    if not values or unknown:
+        raise ValueError(f"{option} takes a comma-separated list of {', '.join(valid)}")
+    return values
 
 
 def demo_matrix() -> list[Cell]:

@@ -28,8 +28,8 @@ def table_rows(entries: Sequence[dict[str, Any]]) -> list[list[str]]:
     """The report table, one row of display strings per cell (header first)."""
     rows = [[
         "cell", "kernel TCP mem growth (MB/min)", "held for service growth (MB/min)",
-        "peak Recv-Q per socket", "RSS change", "first close", "events lost", "verdict",
-        "expected",
+        "peak Recv-Q per socket", "peak server receive memory (skmem r)", "RSS change",
+        "first close", "events lost", "verdict", "expected",
     ]]  # fmt: skip
     for entry in entries:
         figures = entry["figures"]
@@ -38,6 +38,7 @@ def table_rows(entries: Sequence[dict[str, Any]]) -> list[list[str]]:
             f"{figures['kernel_mem_growth_mb_per_min']:+.2f}",
             f"{figures['held_growth_mb_per_min']:+.2f}",
             f"{figures['recv_q_peak_bytes'] / KIB:.0f} KiB",
+            f"{figures.get('skmem_r_peak_bytes', 0) / MIB:.1f} MiB",
             f"{figures['rss_change_bytes'] / MIB:+.1f} MiB",
             _first_close(figures),
             str(figures["events_lost"]),

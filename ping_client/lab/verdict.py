@@ -122,6 +122,9 @@ def cell_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "first_keepalive_close_s": first_keepalive_close_s,
         "stats_samples": len(series(samples, "server_recv_q_max_bytes")),
         "recv_q_end_bytes": int(recv_q_max[-1][1]) if recv_q_max else 0,
+        # What the kernel charges for the server's receive queues (skb overhead included).
+        "skmem_r_peak_bytes": int(max((v for _, v in series(samples, "skmem_r_bytes")),
+                                      default=0)),
         "events_lost": events_lost(samples),
     }  # fmt: skip
 
