@@ -156,3 +156,47 @@ def test_skmem_peak_is_the_largest_receive_memory_sampled():
     figures = summarize(samples)["figures"]
     assert figures["skmem_r_peak_bytes"] == 2 * 128 * KIB * SOCKETS
     assert summarize(healthy())["figures"]["skmem_r_peak_bytes"] == 0  # never sampled
+
+
+def unread_in_user_space():
+    """No kernel backlog yet, but the app read none of the messages (legacy websockets)."""
+    samples = [sample(t, 2 * KIB) for t in range(1, 7)]
+    for s in samples:
+        s.update(pings_sent=50 * int(s["t_s"]), messages_drained=0)
+    return samples
+
+
+def test_unread_messages_without_a_backlog_are_called_out():
+    """Healthy by the kernel's numbers, but the reason says nothing was read."""
+    result = summarize(unread_in_user_space())
+    assert result["verdict"] == "healthy"
+    assert "none of the 300 client messages was read" in result["reason"]
+    control = summarize_cell({"ping_kind": "control"}, "healthy", unread_in_user_space())
+    assert control["reason"] == (
+        "healthy: control frames are answered by the server, nothing piles up"
+    )
+
+
+def killed_at(samples, t_s):
+    """Every connection closed with 1011 from ``t_s`` on."""
+    for s in samples:
+        if s["t_s"] >= t_s:
+            s.update(closes={"1011": SOCKETS}, first_close=[1011, t_s],
+                     first_close_s={"1011": t_s})  # fmt: skip
+    return samples
+
+
+def test_keepalive_close_of_a_server_buffering_in_user_space_is_masked():
+    """No kernel backlog (legacy websockets buffers first), none read, then 1011: masked."""
+    result = summarize(killed_at(unread_in_user_space(), 5.0), expected="masked")
+    assert result["verdict"] == "masked" and "~5 s" in result["reason"]
+
+
+def test_keepalive_close_of_a_reading_server_is_healthy_and_said():
+    """Messages were read and no backlog: a 1011 close means slow pongs, not the leak."""
+    samples = killed_at(unread_in_user_space(), 5.0)
+    for s in samples:
+        s["messages_drained"] = s["pings_sent"]
+    result = summarize(samples, expected="healthy")
+    assert result["verdict"] == "healthy"
+    assert "closed with 1011" in result["reason"] and "too slow" in result["reason"]

@@ -2,12 +2,15 @@
 
 The thresholds are explicit constants, and the same rules judge every cell:
 
-- **masked**: some server socket's Recv-Q went past ``BACKLOG_BYTES`` (the server is not
-  reading) and the server closed connections with 1011 (keepalive ping timeout): keepalive
-  killed the sessions, which frees the kernel memory and loses events.
+- **masked**: the server was not reading (some socket's Recv-Q went past ``BACKLOG_BYTES``,
+  or the app read none of the data messages the clients sent) and it closed connections
+  with 1011 (keepalive ping timeout): keepalive killed the sessions, which frees the kernel
+  memory and loses events. The second sign matters for legacy websockets, which buffers
+  messages in user space before the kernel's queue grows.
 - **leak**: a Recv-Q went past ``BACKLOG_BYTES``, was not killed, and was still past it at the
   last sample: the bytes stay held in the kernel for as long as the session.
-- **healthy**: neither (a 1011 close without a backlog, or a backlog that drained, is said).
+- **healthy**: neither (a 1011 close of a reading server, unread messages without a backlog
+  yet, or a backlog that drained, is said).
 - **unknown**: no sample carried the server's figures.
 """
 
@@ -24,12 +27,13 @@ VERDICTS = ("leak", "masked", "healthy", "unknown")
 
 # The rules above in one sentence, for the report (kept next to the code that applies them).
 RULES = (
-    f"**masked** when a server socket's Recv-Q passed {BACKLOG_BYTES // 1024} KiB and the "
-    "server closed connections with 1011 (keepalive ping timeout); **leak** when a Recv-Q "
-    f"passed {BACKLOG_BYTES // 1024} KiB, nothing killed the sessions and it was still past "
-    "that at the last sample; **healthy** otherwise (a 1011 close without a backlog, or a "
-    "backlog that drained, is said in the verdict); **unknown** when no sample carried the "
-    "server's figures"
+    f"**masked** when the server was not reading (a socket's Recv-Q passed "
+    f"{BACKLOG_BYTES // 1024} KiB, or the app read none of the clients' data messages) and it "
+    "closed connections with 1011 (keepalive ping timeout); **leak** when a Recv-Q passed "
+    f"{BACKLOG_BYTES // 1024} KiB, nothing killed the sessions and it was still past that at "
+    "the last sample; **healthy** otherwise (a 1011 close of a reading server, unread "
+    "messages without a backlog yet, or a backlog that drained, is said in the verdict); "
+    "**unknown** when no sample carried the server's figures"
 )
 
 
@@ -86,6 +90,11 @@ def events_lost(samples: Sequence[dict[str, Any]]) -> int:
     return max(0, round(expected) - received)
 
 
+def _last(samples: Sequence[dict[str, Any]], key: str) -> int | None:
+    """The last value of ``key`` in the samples (None if no sample has it)."""
+    return next((int(s[key]) for s in reversed(samples) if s.get(key) is not None), None)
+
+
 def cell_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The figures of one cell: growth, peaks, RSS change, first close, events lost."""
     held = [(s["t_s"], h) for s in samples if "t_s" in s and (h := held_bytes(s)) is not None]
@@ -126,16 +135,24 @@ def cell_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "skmem_r_peak_bytes": int(max((v for _, v in series(samples, "skmem_r_bytes")),
                                       default=0)),
         "events_lost": events_lost(samples),
+        "client_messages_sent": _last(samples, "pings_sent"),
+        "client_messages_drained": _last(samples, "messages_drained"),
     }  # fmt: skip
 
 
-def judge(figures: dict[str, Any]) -> tuple[str, str]:
-    """The verdict (one of ``VERDICTS``) and a sentence saying why, in plain words."""
+def judge(figures: dict[str, Any], *, data_messages: bool = True) -> tuple[str, str]:
+    """The verdict (one of ``VERDICTS``) and a sentence saying why, in plain words.
+
+    ``data_messages``: the clients sent data messages (not control frames), which the app
+    should have read.
+    """
     if not figures["stats_samples"]:
         return "unknown", "no server figures were sampled: nothing to judge"
     backlog = figures["recv_q_peak_bytes"] > BACKLOG_BYTES
+    sent, drained = figures.get("client_messages_sent"), figures.get("client_messages_drained")
+    unread = data_messages and bool(sent) and drained == 0
     killed = figures["closes"].get(KEEPALIVE_CLOSE, 0)
-    if killed and backlog:
+    if killed and (backlog or unread):
         at = figures["first_keepalive_close_s"]
         after = f" after ~{at:.0f} s" if at is not None else ""
         return "masked", (
@@ -155,6 +172,13 @@ def judge(figures: dict[str, Any]) -> tuple[str, str]:
         )
     if backlog:
         return "healthy", "healthy: a backlog built up and drained again"
+    if unread:
+        return "healthy", (
+            f"healthy so far: no backlog in the kernel yet, but none of the {sent} client "
+            "messages was read by the app (the WebSocket library buffers some in user space)"
+        )
+    if not data_messages:
+        return "healthy", "healthy: control frames are answered by the server, nothing piles up"
     return "healthy", "healthy: client messages are read, nothing piles up"
 
 
@@ -163,7 +187,9 @@ def summarize_cell(
 ) -> dict[str, Any]:
     """One summary.json entry: settings, figures, verdict and the expected outcome."""
     figures = cell_figures(samples)
-    verdict, reason = judge(figures)
+    verdict, reason = judge(
+        figures, data_messages=settings.get("ping_kind", "message") == "message"
+    )
     return {
         "settings": settings,
         "figures": figures,
