@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
 
 from ping_client.safety import read_memory
 from ping_client.swarm import Swarm, SwarmConfig
@@ -19,15 +21,28 @@ from tests.conftest import Launch, wait_until
 pytestmark = pytest.mark.timeout(60)
 
 
+@contextlib.contextmanager
+def unread_loopback_data(pairs: int = 2) -> Iterator[None]:
+    """Loopback connections whose receiver never reads, each written full: kernel memory.
+
+    Linux keeps up to ``net.core.mem_pcpu_rsv`` pages (1 MiB) per CPU out of sockstat's
+    ``mem``, so an idle host reads 0 there: this holds several MiB to make it count.
+    """
+    with socket.create_server(("127.0.0.1", 0)) as listener, contextlib.ExitStack() as stack:
+        for _ in range(pairs):
+            sender = stack.enter_context(socket.create_connection(listener.getsockname()))
+            stack.enter_context(listener.accept()[0])  # accepted, never read
+            sender.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    sender.send(random.randbytes(65536))
+        yield
+
+
 async def test_tcp_memory_guard_stops_sending_and_says_so(launch: Launch) -> None:
     """A guard below the host's current TCP memory: clients connect but send nothing."""
     service = launch(READ_HANDLER="off")
-    # An idle host can show 0 pages of TCP memory, which no guard is below: park unread
-    # data in the non-reading service so that the kernel accounts some.
-    async with connect(service.ws_url, ping_interval=None, compression=None, proxy=None,
-                       close_timeout=0.5) as parked:  # fmt: skip
-        for _ in range(40):
-            await parked.send(random.randbytes(8192))
+    with unread_loopback_data():
         await wait_until(lambda: read_memory().used_bytes > 0, timeout_s=10,
                          what="the kernel accounts TCP memory")  # fmt: skip
         config = SwarmConfig(url=service.ws_url, clients=3, interval_s=0.05, duration_s=2,
