@@ -1,7 +1,7 @@
 """The baseline: a minimal raw ``websockets`` broadcast server on uvloop, run as a child.
 
-``python -m bench.baseline_server --rate 30`` publishes the same event JSON as the event
-service's embedded source (``event_service.events.make_event``) on the same fixed schedule,
+``python -m bench.baseline_server --rate 30`` publishes the same events as the event service's
+embedded source, on the same fixed schedule (``event_service.sources.embedded.tick_forever``),
 and hands each event to :func:`websockets.asyncio.server.broadcast`: one encode, then one
 frame write per open connection, synchronously, no task per subscriber. Each session reads
 and discards what its client sends, like the service's fixed read handler.
@@ -31,10 +31,8 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 
-from event_service.events import make_event
+from event_service.sources.embedded import tick_forever
 from event_service.sources.rabbitmq import connect_with_retry, declare_exchange
-
-EVENT_TYPE = "tick"
 
 
 class Broadcaster:
@@ -95,18 +93,8 @@ class Broadcaster:
         self.events_delivered += len(open_now)
 
     async def publish_forever(self) -> None:
-        """Publish on a fixed schedule; a late tick does not shift the ones after it."""
-        if self.rate_per_s <= 0:
-            await asyncio.Event().wait()
-        loop = asyncio.get_running_loop()
-        interval_s = 1.0 / self.rate_per_s
-        deadline = loop.time()
-        seq = 0
-        while True:
-            deadline += interval_s
-            await asyncio.sleep(max(0.0, deadline - loop.time()))
-            seq += 1
-            self.broadcast(make_event(EVENT_TYPE, {"seq": seq}).text)
+        """Publish the service's embedded ``tick`` events, on the same fixed schedule."""
+        await tick_forever(self.rate_per_s, lambda event: self.broadcast(event.text))
 
 
 async def serve_until_stopped(

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from event_service.events import Event, make_event
 from event_service.hub import Hub
 
 EVENT_TYPE = "tick"
+
+
+async def tick_forever(rate_per_s: float, emit: Callable[[Event], object]) -> None:
+    """Emit ``tick`` events on a fixed schedule; a late tick does not shift the ones after it."""
+    if rate_per_s <= 0:
+        await asyncio.Event().wait()
+    loop = asyncio.get_running_loop()
+    interval_s = 1.0 / rate_per_s
+    deadline = loop.time()
+    seq = 0
+    while True:
+        deadline += interval_s
+        await asyncio.sleep(max(0.0, deadline - loop.time()))
+        seq += 1
+        emit(make_event(EVENT_TYPE, {"seq": seq}))
 
 
 class EmbeddedSource:
@@ -21,18 +37,8 @@ class EmbeddedSource:
         """Nothing to connect to."""
 
     async def run(self) -> None:
-        """Publish on a fixed schedule; a late tick does not shift the ones after it."""
-        if self._rate_per_s <= 0:
-            await asyncio.Event().wait()
-        loop = asyncio.get_running_loop()
-        interval_s = 1.0 / self._rate_per_s
-        deadline = loop.time()
-        seq = 0
-        while True:
-            deadline += interval_s
-            await asyncio.sleep(max(0.0, deadline - loop.time()))
-            seq += 1
-            self._hub.publish(make_event(EVENT_TYPE, {"seq": seq}))
+        """Publish on a fixed schedule until cancelled."""
+        await tick_forever(self._rate_per_s, self._hub.publish)
 
     async def publish(self, event: Event) -> None:
         """Hand the event to the hub directly."""
