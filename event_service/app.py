@@ -5,18 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
 
+from event_service.admission import Admission
 from event_service.counters import Counters
 from event_service.hub import Hub
+from event_service.limits import BoundedLog, TokenBucket
 from event_service.observer import Observer
 from event_service.routes import router
 from event_service.session import READ_HANDLERS
-from event_service.settings import Settings
+from event_service.settings import Settings, session_cap
 from event_service.sources import make_source
+from event_service.transport import TransportTap
+
+REFUSAL_LOG_EVERY_S = 10.0
 
 logger = logging.getLogger("event_service")
 
@@ -27,12 +34,31 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         counters = Counters()
-        hub = Hub(counters, settings.queue_size)
+        hub = Hub(counters, settings.queue_size, settings.slow_consumer_bytes)
         source = make_source(settings, hub, counters)
+        fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         app.state.settings = settings
         app.state.counters = counters
         app.state.hub = hub
         app.state.source = source
+        app.state.admission = Admission(
+            session_cap(settings, fd_limit), token=settings.ws_token, origins=settings.ws_origins
+        )
+        app.state.refusal_log = BoundedLog(logger, REFUSAL_LOG_EVERY_S)
+        rate = settings.publish_rate_per_s
+        app.state.publish_bucket = TokenBucket(rate, max(1.0, rate), time.monotonic())
+        logger.info(
+            "limits max_sessions=%d fd_limit=%d slow_consumer_bytes=%d event_max_bytes=%d "
+            "publish_rate=%g admin_token=%s ws_token=%s ws_origins=%s",
+            app.state.admission.cap,
+            fd_limit,
+            settings.slow_consumer_bytes,
+            settings.event_max_bytes,
+            rate,
+            "set" if settings.admin_token else "unset",
+            "set" if settings.ws_token else "unset",
+            ",".join(sorted(settings.ws_origins)) if settings.ws_origins else "any",
+        )
         app.state.handler = READ_HANDLERS[settings.read_handler_name]
         app.state.observer = Observer(
             read_handler=settings.read_handler_name,
@@ -59,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="event-service", lifespan=lifespan)
     app.include_router(router)
+    app.add_middleware(TransportTap)
     return app
 
 

@@ -17,6 +17,9 @@ class Counters:
     events_rejected: int = 0
     client_messages: int = 0
     client_bytes: int = 0
+    slow_consumers: int = 0
+    sessions_refused: int = 0
+    publish_refused: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain mapping."""

@@ -1,17 +1,31 @@
 """The hub: fans each event out to the subscribers of its type, through bounded buffers.
 
-Each subscriber has a buffer of at most ``queue_size`` events. When it is full the event is
-dropped for that subscriber and counted; nothing of ours grows without bound. The only
-unbounded buffers left are the kernel's, which is what the lab is about.
+Each subscriber has a buffer of at most ``queue_size`` events and a budget of unsent bytes
+(``slow_consumer_bytes``: its buffered events plus what its transport and the kernel have not
+sent yet). A subscriber that would go past either is marked slow, its session is closed
+(``SLOW_CODE``) and the events it missed are counted as dropped: nothing of ours grows
+without bound, and no subscriber misses events silently while it stays connected. The only
+unbounded buffers left are the kernel's receive queues, which is what the lab is about.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 from event_service.counters import Counters
 from event_service.events import Event
+
+__all__ = ["SLOW_CODE", "SLOW_REASON", "Hub", "Subscriber"]
+
+# An application close code, as Centrifugo's 3008 "slow": the client may reconnect.
+SLOW_CODE = 4008
+SLOW_REASON = "slow consumer"
+
+
+def _nothing_unsent() -> int:
+    return 0
 
 
 class Subscriber:
@@ -20,41 +34,83 @@ class Subscriber:
     One writer reads it with :meth:`next`. A plain deque plus a single waiter future is
     enough for one reader, and cheaper than an ``asyncio.Queue`` on the fan-out path: the
     writer creates a future only when the buffer is empty, and :meth:`offer` resolves it.
+
+    The budget is checked only while the writer is busy (not parked in :meth:`next`): a
+    subscriber that keeps up costs no kernel call on the fan-out path.
     """
 
-    __slots__ = ("_events", "_waiter", "types")
+    __slots__ = (
+        "_budget_bytes",
+        "_events",
+        "_on_slow",
+        "_queued_chars",
+        "_waiter",
+        "is_slow",
+        "types",
+        "unsent",
+    )
 
-    def __init__(self, types: frozenset[str] | None, queue_size: int) -> None:
+    def __init__(
+        self,
+        types: frozenset[str] | None,
+        queue_size: int,
+        budget_bytes: int = 1 << 20,
+    ) -> None:
         self.types = types
         # None in the buffer means "stop": the hub is shutting down. maxlen is the bound;
         # offer() refuses when full, while stop() appends and so evicts the oldest event.
         self._events: deque[Event | None] = deque(maxlen=queue_size)
         self._waiter: asyncio.Future[None] | None = None
+        self._budget_bytes = budget_bytes
+        # Event texts are JSON, ASCII when we encoded them: characters stand for bytes.
+        self._queued_chars = 0
+        #: Bytes the session wrote that are not sent yet (set by the session; 0 if unknown).
+        self.unsent: Callable[[], int] = _nothing_unsent
+        self._on_slow: Callable[[], object] | None = None
+        #: Whether the subscriber fell behind its budget; it gets no more events.
+        self.is_slow = False
 
     def __len__(self) -> int:
         return len(self._events)
+
+    @property
+    def budget_bytes(self) -> int:
+        """Unsent bytes past which the subscriber counts as slow."""
+        return self._budget_bytes
 
     @property
     def is_waiting(self) -> bool:
         """Whether a reader is parked in :meth:`next` on an empty buffer."""
         return self._waiter is not None
 
+    def on_slow(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once, when the subscriber is marked slow."""
+        self._on_slow = callback
+
     def wants(self, event_type: str) -> bool:
         """Whether this subscriber asked for events of ``event_type``."""
         return self.types is None or event_type in self.types
 
     def offer(self, event: Event) -> bool:
-        """Buffer ``event`` and wake the reader; ``False`` (dropped) if the buffer is full."""
+        """Buffer ``event`` and wake the reader; ``False`` (dropped) if it is or becomes slow."""
+        if self.is_slow:
+            return False
         events = self._events
-        if len(events) == events.maxlen:
+        if self._waiter is None and self._is_over_budget(len(event.text)):
+            self._mark_slow()
             return False
         events.append(event)
+        self._queued_chars += len(event.text)
         if self._waiter is not None:
             self._wake()
         return True
 
     def stop(self) -> None:
         """Ask the session to close; the stop mark evicts the oldest event if the buffer is full."""
+        if len(self._events) == self._events.maxlen:
+            evicted = self._events[0]
+            if evicted is not None:
+                self._queued_chars -= len(evicted.text)
         self._events.append(None)
         if self._waiter is not None:
             self._wake()
@@ -72,7 +128,23 @@ class Subscriber:
             finally:
                 # Woken, or cancelled while parked: either way no future is left behind.
                 self._waiter = None
-        return events.popleft()
+        event = events.popleft()
+        if event is not None:
+            self._queued_chars -= len(event.text)
+        return event
+
+    def _is_over_budget(self, incoming_chars: int) -> bool:
+        if len(self._events) == self._events.maxlen:
+            return True
+        return self._queued_chars + incoming_chars + self.unsent() > self._budget_bytes
+
+    def _mark_slow(self) -> None:
+        self.is_slow = True
+        self._events.clear()
+        self._queued_chars = 0
+        callback, self._on_slow = self._on_slow, None
+        if callback is not None:
+            callback()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -85,9 +157,10 @@ class Subscriber:
 class Hub:
     """The registry of subscribers and the fan-out of events to them."""
 
-    def __init__(self, counters: Counters, queue_size: int) -> None:
+    def __init__(self, counters: Counters, queue_size: int, budget_bytes: int = 1 << 20) -> None:
         self._counters = counters
         self._queue_size = queue_size
+        self._budget_bytes = budget_bytes
         self._subscribers: set[Subscriber] = set()
         self._stopping = False
         self._empty = asyncio.Event()
@@ -103,7 +176,7 @@ class Hub:
 
     def subscribe(self, types: frozenset[str] | None) -> Subscriber:
         """Register a subscriber for ``types`` (``None``: every type)."""
-        subscriber = Subscriber(types, self._queue_size)
+        subscriber = Subscriber(types, self._queue_size, self._budget_bytes)
         self._subscribers.add(subscriber)
         self._empty.clear()
         self._counters.connections_opened += 1
@@ -130,10 +203,13 @@ class Hub:
         for subscriber in self._subscribers:
             if not subscriber.wants(event.type):
                 continue
+            was_slow = subscriber.is_slow
             if subscriber.offer(event):
                 queued += 1
             else:
                 dropped += 1
+                if not was_slow:
+                    self._counters.slow_consumers += 1
         self._counters.events_dropped += dropped
         return queued
 

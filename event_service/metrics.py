@@ -31,6 +31,8 @@ _GAUGES = (
     ("process_open_fds", "open_fds", "Number of open file descriptors."),
     ("process_threads", "threads", "Number of OS threads."),
     ("event_service_asyncio_tasks", "asyncio_tasks", "asyncio tasks alive in the service."),
+    ("event_service_sessions_max", "max_sessions",
+     "Session cap: handshakes past it are refused with 503."),
 )  # fmt: skip
 
 _SOCKSTAT = ("inuse", "orphan", "tw", "alloc")
@@ -51,6 +53,12 @@ _COUNTERS = (
      "Broker messages rejected as invalid events."),
     ("event_service_client_messages", "client_messages", "Client messages drained and discarded."),
     ("event_service_client_bytes", "client_bytes", "Bytes of client messages drained."),
+    ("event_service_slow_consumers", "slow_consumers",
+     "Sessions closed with 4008 for falling behind their budget of unsent bytes."),
+    ("event_service_sessions_refused", "sessions_refused",
+     "WebSocket handshakes refused (session cap, token or Origin)."),
+    ("event_service_publish_refused", "publish_refused",
+     "POST /events requests refused by the rate limit."),
 )  # fmt: skip
 
 

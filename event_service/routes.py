@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, WebSocket
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from event_service.events import InvalidEvent, InvalidSubscription, make_event, parse_subscription
+from event_service.admission import Refusal, bearer_token, token_matches
+from event_service.events import InvalidSubscription, make_event, parse_subscription
 from event_service.metrics import CONTENT_TYPE, render_metrics
 
 POLICY_VIOLATION = 1008
@@ -27,16 +30,36 @@ class PublishRequest(BaseModel):
     payload: Any = None
 
 
+def require_admin(request: Request) -> None:
+    """With ``ADMIN_TOKEN`` set, answer 401 unless the request carries it as a bearer token."""
+    if not token_matches(request.app.state.settings.admin_token, bearer_token(request.headers)):
+        raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
+
+
 @router.websocket("/ws")
 async def subscribe(websocket: WebSocket, events: str | None = None) -> None:
     """Subscribe to events of the types in ``?events=a,b`` (every type without it)."""
     state = websocket.app.state
-    await websocket.accept()
-    try:
-        types = parse_subscription(events)
-    except InvalidSubscription as exc:
-        await websocket.close(POLICY_VIOLATION, str(exc))
+    admission = state.admission
+    refusal = admission.check(websocket.headers, websocket.query_params.get("token"))
+    if refusal is not None:
+        await _refuse(websocket, refusal)
         return
+    admission.active += 1
+    try:
+        await websocket.accept()
+        try:
+            types = parse_subscription(events)
+        except InvalidSubscription as exc:
+            await websocket.close(POLICY_VIOLATION, str(exc))
+            return
+        await _serve(websocket, types)
+    finally:
+        admission.active -= 1
+
+
+async def _serve(websocket: WebSocket, types: frozenset[str] | None) -> None:
+    state = websocket.app.state
     subscriber = state.hub.subscribe(types)
     try:
         await state.handler(websocket, subscriber, state.counters)
@@ -48,24 +71,75 @@ async def subscribe(websocket: WebSocket, events: str | None = None) -> None:
         state.hub.unsubscribe(subscriber)
 
 
-@router.post("/events", status_code=202)
-async def publish(body: PublishRequest, request: Request) -> dict[str, Any]:
-    """Publish one event through the active source, as if it came from upstream."""
+async def _refuse(websocket: WebSocket, refusal: Refusal) -> None:
+    """Answer a refused handshake over HTTP (uvicorn's wsproto impl can only say 403)."""
+    state = websocket.app.state
+    state.counters.sessions_refused += 1
+    state.refusal_log.log(
+        time.monotonic(),
+        "session refused status=%d reason=%r active=%d cap=%d",
+        refusal.status,
+        refusal.reason,
+        state.admission.active,
+        state.admission.cap,
+    )
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        response = PlainTextResponse(refusal.reason, refusal.status, headers=refusal.headers)
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(POLICY_VIOLATION, refusal.reason)
+
+
+@router.post("/events", status_code=202, dependencies=[Depends(require_admin)])
+async def publish(request: Request) -> dict[str, Any]:
+    """Publish one event through the active source, as if it came from upstream.
+
+    Limits, in this order: the admin token (401), ``PUBLISH_RATE`` (429), ``EVENT_MAX_BYTES``
+    for the body and for the event it makes (413), a valid event (422).
+    """
+    state = request.app.state
+    wait_s = state.publish_bucket.take(time.monotonic())
+    if wait_s > 0:
+        state.counters.publish_refused += 1
+        raise HTTPException(429, "publish rate limit", headers={"Retry-After": f"{wait_s:.0f}"})
+    max_bytes = state.settings.event_max_bytes
+    body = await _read_body(request, max_bytes)
     try:
-        event = make_event(body.type, body.payload)
-    except InvalidEvent as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
-    await request.app.state.source.publish(event)
+        request_body = PublishRequest.model_validate_json(body)
+        event = make_event(request_body.type, request_body.payload)
+    except ValidationError as exc:
+        raise HTTPException(422, exc.errors(include_url=False, include_input=False)) from None
+    # ValueError covers InvalidEvent and integers past Python's int-string limit.
+    except (ValueError, RecursionError) as exc:
+        raise HTTPException(422, str(exc)[:200]) from None
+    if len(event.text) > max_bytes:
+        raise HTTPException(413, f"event larger than {max_bytes} bytes")
+    await state.source.publish(event)
     return {"id": event.id, "type": event.type, "ts": event.ts}
 
 
-@router.get("/stats")
+async def _read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``max_bytes``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise HTTPException(413, f"body larger than {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise HTTPException(413, f"body larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.get("/stats", dependencies=[Depends(require_admin)])
 async def stats(request: Request) -> dict[str, Any]:
     """Figures measured from the kernel and the process, plus the service's counters."""
     return await _snapshot(request)
 
 
-@router.get("/metrics")
+@router.get("/metrics", dependencies=[Depends(require_admin)])
 async def metrics(request: Request) -> Response:
     """The same figures in Prometheus text format."""
     return Response(render_metrics(await _snapshot(request)), media_type=CONTENT_TYPE)
@@ -81,4 +155,6 @@ async def healthz(request: Request) -> dict[str, Any]:
 async def _snapshot(request: Request) -> dict[str, Any]:
     state = request.app.state
     port = request.scope["server"][1]
-    return await state.observer.snapshot(port, state.counters, len(state.hub))
+    snapshot: dict[str, Any] = await state.observer.snapshot(port, state.counters, len(state.hub))
+    snapshot["max_sessions"] = state.admission.cap
+    return snapshot

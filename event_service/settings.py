@@ -13,7 +13,9 @@ from collections.abc import Mapping
 
 ENV_VARS = (
     "HOST", "PORT", "READ_HANDLER", "AMQP_URL", "EVENT_RATE", "WS_IMPL", "WS_PING_INTERVAL",
-    "WS_PING_TIMEOUT", "QUEUE_SIZE", "AMQP_PREFETCH", "LOG_LEVEL",
+    "WS_PING_TIMEOUT", "QUEUE_SIZE", "AMQP_PREFETCH", "LOG_LEVEL", "MAX_SESSIONS",
+    "SLOW_CONSUMER_BYTES", "EVENT_MAX_BYTES", "PUBLISH_RATE", "ADMIN_TOKEN", "WS_TOKEN",
+    "WS_ORIGINS",
 )  # fmt: skip
 WS_IMPLS = ("websockets-sansio", "wsproto", "websockets")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -43,6 +45,16 @@ class Settings:
     queue_size: int = 256
     amqp_prefetch: int = 64
     log_level: str = "info"
+    # None: derived from the fd limit at start-up (see :func:`session_cap`).
+    max_sessions: int | None = None
+    slow_consumer_bytes: int = 1 << 20
+    event_max_bytes: int = 65536
+    publish_rate_per_s: float = 50.0
+    # Secrets stay out of reprs and logs.
+    admin_token: str | None = dataclasses.field(default=None, repr=False)
+    ws_token: str | None = dataclasses.field(default=None, repr=False)
+    # None: any Origin (and none) may open /ws.
+    ws_origins: frozenset[str] | None = None
 
     @property
     def read_handler_name(self) -> str:
@@ -70,7 +82,38 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         queue_size=_int(env, "QUEUE_SIZE", defaults.queue_size, low=1, high=1_000_000),
         amqp_prefetch=_int(env, "AMQP_PREFETCH", defaults.amqp_prefetch, low=1, high=65535),
         log_level=_choice(env, "LOG_LEVEL", defaults.log_level, LOG_LEVELS),
+        max_sessions=_int_or_auto(env, "MAX_SESSIONS", low=1, high=10_000_000),
+        slow_consumer_bytes=_int(
+            env, "SLOW_CONSUMER_BYTES", defaults.slow_consumer_bytes, low=1024, high=1 << 30
+        ),
+        event_max_bytes=_int(
+            env, "EVENT_MAX_BYTES", defaults.event_max_bytes, low=256, high=16 << 20
+        ),
+        publish_rate_per_s=_float(
+            env, "PUBLISH_RATE", defaults.publish_rate_per_s, low=0.0, high=1_000_000.0
+        ),
+        admin_token=_token(env, "ADMIN_TOKEN"),
+        ws_token=_token(env, "WS_TOKEN"),
+        ws_origins=_origins(env.get("WS_ORIGINS", "")),
     )
+
+
+# Room kept for what is not a session: the listening socket, HTTP requests, the broker,
+# logs, /proc reads. A fifth of the limit, at least 32 fds.
+_FD_RESERVE_FRACTION = 0.2
+_FD_RESERVE_MIN = 32
+
+
+def session_cap(settings: Settings, fd_limit: int) -> int:
+    """Most WebSocket sessions at once: ``MAX_SESSIONS``, or what the fd limit leaves room for.
+
+    Each session holds one fd; the rest of the limit is kept so that ``/healthz``, ``/stats``
+    and ``/metrics`` still answer when the sessions are at their cap.
+    """
+    if settings.max_sessions is not None:
+        return settings.max_sessions
+    reserve = max(_FD_RESERVE_MIN, int(fd_limit * _FD_RESERVE_FRACTION))
+    return max(1, fd_limit - reserve)
 
 
 def _fail(name: str, value: str, valid: str) -> SettingsError:
@@ -132,6 +175,39 @@ def _float(env: Mapping[str, str], name: str, default: float, *, low: float, hig
     if not low <= value <= high:
         raise _fail(name, raw, f"a number from {low:g} to {high:g}")
     return value
+
+
+def _int_or_auto(env: Mapping[str, str], name: str, *, low: int, high: int) -> int | None:
+    raw = env.get(name, "")
+    if raw.strip().lower() in ("", "auto"):
+        return None
+    return _int(env, name, 0, low=low, high=high)
+
+
+def _token(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "")
+    if raw == "":
+        return None
+    if len(raw) < 16 or not raw.isprintable() or raw != raw.strip():
+        # The value is a secret: the error names the rule, never the value.
+        raise SettingsError(
+            f"invalid {name}: expected at least 16 printable characters without spaces "
+            "at either end, or unset"
+        )
+    return raw
+
+
+def _origins(value: str) -> frozenset[str] | None:
+    origins = [part.strip().rstrip("/").lower() for part in value.split(",") if part.strip()]
+    if not origins:
+        return None
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if origin != "null" and (not sep or scheme not in ("http", "https") or not rest):
+            raise _fail(
+                "WS_ORIGINS", value, "comma-separated origins such as https://app.example.com"
+            )
+    return frozenset(origins)
 
 
 def _seconds_or_off(env: Mapping[str, str], name: str) -> float | None:

@@ -8,8 +8,10 @@ Stopping sends SIGTERM, then SIGKILL after a grace period: no child outlives its
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -28,10 +30,12 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """In the child: ask Linux to SIGTERM it if the launcher dies first."""
+def _prepare_child(fd_limit: int | None) -> None:
+    """In the child: ask Linux to SIGTERM it if the launcher dies first; lower its fd limit."""
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if fd_limit is not None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
 
 
 class LaunchError(RuntimeError):
@@ -41,9 +45,12 @@ class LaunchError(RuntimeError):
 class ServiceProcess:
     """One ``python -m event_service`` child with the given settings."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, *, fd_limit: int | None = None
+    ) -> None:
         self.env = {"HOST": "127.0.0.1", "PORT": "0", **env}
         self.log_path = log_path
+        self.fd_limit = fd_limit
         self.port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -75,7 +82,7 @@ class ServiceProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us; we stop the child in order.
-            preexec_fn=_die_with_parent,
+            preexec_fn=functools.partial(_prepare_child, self.fd_limit),
         )
         deadline = time.monotonic() + timeout_s
         try:

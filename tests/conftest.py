@@ -23,9 +23,11 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
     """Start event services with the given settings; every one is stopped after the test."""
     started: list[ServiceProcess] = []
 
-    def start(**env: str) -> ServiceProcess:
+    def start(fd_limit: int | None = None, **env: str) -> ServiceProcess:
         env.setdefault("EVENT_RATE", "0")
-        service = ServiceProcess(env, tmp_path / f"service-{len(started)}.log")
+        service = ServiceProcess(
+            env, tmp_path / f"service-{len(started)}.log", fd_limit=fd_limit
+        )
         started.append(service)
         return service.start()
 

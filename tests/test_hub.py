@@ -41,15 +41,53 @@ async def test_publish_reaches_subscribers_of_the_type_and_wildcards():
     assert counters.events_received == 1 and counters.events_dropped == 0
 
 
-async def test_full_buffer_drops_the_event_and_counts_it():
+async def test_full_buffer_marks_the_subscriber_slow_and_drops_what_it_misses():
     counters = Counters()
     hub = Hub(counters, queue_size=2)
     subscriber = hub.subscribe(None)
-    queued = [hub.publish(make_event("tick", n)) for n in range(3)]
-    assert queued == [1, 1, 0]
-    assert (counters.events_received, counters.events_dropped) == (3, 1)
-    assert len(subscriber) == 2
-    assert await drain(subscriber) == ["tick", "tick"]
+    slow_calls = []
+    subscriber.on_slow(lambda: slow_calls.append(True))
+    queued = [hub.publish(make_event("tick", n)) for n in range(4)]
+    assert queued == [1, 1, 0, 0]
+    assert subscriber.is_slow and slow_calls == [True]
+    assert (counters.events_received, counters.events_dropped) == (4, 2)
+    assert counters.slow_consumers == 1  # counted once, however many events it then misses
+    assert len(subscriber) == 0  # its session is closing: nothing more is kept for it
+
+
+async def test_budget_counts_queued_bytes_and_unsent_bytes_while_the_writer_is_busy():
+    counters = Counters()
+    hub = Hub(counters, queue_size=100, budget_bytes=1000)
+    subscriber = hub.subscribe(None)
+    unsent = [0]
+    subscriber.unsent = lambda: unsent[0]
+    event = make_event("tick", "x" * 200)  # about 270 bytes of JSON
+    assert [hub.publish(event) for _ in range(3)] == [1, 1, 1]
+    assert not subscriber.is_slow
+    unsent[0] = 300  # the transport and the kernel hold 300 more: 4 events would pass 1000
+    assert hub.publish(event) == 0
+    assert subscriber.is_slow and counters.slow_consumers == 1
+
+
+async def test_budget_is_not_checked_while_the_writer_waits_for_events():
+    hub = Hub(Counters(), queue_size=100, budget_bytes=1000)
+    subscriber = hub.subscribe(None)
+    calls = []
+    subscriber.unsent = lambda: calls.append(1) or 10**9
+    reader = await parked_reader(subscriber)
+    assert hub.publish(make_event("tick", 1)) == 1  # handed to the parked writer
+    assert calls == [] and not subscriber.is_slow
+    assert (await reader).type == "tick"
+
+
+async def test_a_subscriber_that_keeps_up_is_never_slow():
+    counters = Counters()
+    hub = Hub(counters, queue_size=2, budget_bytes=1000)
+    subscriber = hub.subscribe(None)
+    for n in range(50):
+        assert hub.publish(make_event("tick", n)) == 1
+        assert (await subscriber.next()).type == "tick"
+    assert not subscriber.is_slow and counters.events_dropped == 0
 
 
 async def test_unsubscribe_twice_is_safe_and_counts_once():

@@ -27,6 +27,7 @@ SNAPSHOT = {
     "open_fds": 20,
     "threads": 2,
     "asyncio_tasks": 9,
+    "max_sessions": 819,
     **Counters(connections_opened=5, connections_closed=2, events_dropped=7).as_dict(),
 }
 

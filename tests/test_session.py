@@ -155,7 +155,11 @@ async def test_shutdown_is_bounded_when_a_writer_is_stuck_in_send(
     No close frame can reach that client (its window is shut), so it sees the TCP connection
     drop instead of 1001; the service gives the session 2 s, then uvicorn 3 s, then stops.
     """
-    service = launch(READ_HANDLER=read_handler)
+    # A budget past what the test sends, so that the writer stays stuck instead of being
+    # closed as a slow consumer (tests/test_limits.py covers that).
+    service = launch(
+        READ_HANDLER=read_handler, EVENT_MAX_BYTES="262144", SLOW_CONSUMER_BYTES="67108864"
+    )
     stalled = open_stalled_subscriber(service.port)
     try:
         await wait_until(lambda: service.stats()["connections"] == 1, timeout_s=10, what="1 sub")
