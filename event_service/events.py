@@ -47,7 +47,9 @@ def make_event(
     ts = time.time() if ts is None else ts
     id_ = uuid.uuid4().hex if id_ is None else id_
     text = json.dumps(
-        {"type": type_, "id": id_, "ts": ts, "payload": payload}, separators=(",", ":")
+        {"type": type_, "id": id_, "ts": ts, "payload": payload},
+        separators=(",", ":"),
+        allow_nan=False,
     )
     return Event(type=type_, id=id_, ts=ts, payload=payload, text=text)
 

@@ -72,7 +72,8 @@ async def _serve(websocket: WebSocket, types: frozenset[str] | None) -> None:
 
 
 async def _refuse(websocket: WebSocket, refusal: Refusal) -> None:
-    """Answer a refused handshake over HTTP (uvicorn's wsproto impl can only say 403)."""
+    """Answer a refused handshake over HTTP, before it completes (a server without the
+    denial-response extension can only say 403)."""
     state = websocket.app.state
     state.counters.sessions_refused += 1
     state.refusal_log.log(

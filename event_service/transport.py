@@ -40,7 +40,8 @@ class TransportTap:
         if scope["type"] == "websocket":
             protocol = getattr(send, "__self__", None)
             transport = getattr(protocol, "transport", None)
-            if isinstance(transport, asyncio.Transport):
+            # uvloop's transports do not derive from asyncio.Transport: look at what it does.
+            if hasattr(transport, "get_write_buffer_size") and hasattr(transport, "abort"):
                 scope.setdefault("extensions", {})[SCOPE_KEY] = transport
         await self.app(scope, receive, send)
 
@@ -48,8 +49,8 @@ class TransportTap:
 def transport_of(scope: Any) -> asyncio.Transport | None:
     """The transport :class:`TransportTap` found for this connection, if any."""
     extensions = scope.get("extensions") or {}
-    transport = extensions.get(SCOPE_KEY)
-    return transport if isinstance(transport, asyncio.Transport) else None
+    transport: asyncio.Transport | None = extensions.get(SCOPE_KEY)
+    return transport
 
 
 def unsent_bytes(transport: asyncio.Transport) -> int:
