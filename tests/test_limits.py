@@ -90,8 +90,9 @@ class RawSubscriber:
 def server_socket_exists(port: int, client: tuple[str, int]) -> bool:
     """Whether the kernel holds the server-side socket of this exact connection in a state
     that can hold buffers (TIME-WAIT, the normal end of a close the server began, holds none)."""
+    src, dst = f"127.0.0.1:{port}", f"{client[0]}:{client[1]}"
     out = subprocess.run(
-        ["ss", "-tnH", "state", "all", "src", f"127.0.0.1:{port}", "dst", f"{client[0]}:{client[1]}"],
+        ["ss", "-tnH", "state", "all", "src", src, "dst", dst],
         capture_output=True, text=True, check=True, timeout=10,
     ).stdout  # fmt: skip
     return any(line.split()[0] != "TIME-WAIT" for line in out.splitlines() if line.strip())
@@ -319,7 +320,7 @@ async def test_publish_answers_422_to_poison_bodies(launch: Launch, body: bytes)
     assert "Traceback" not in service.log_path.read_text()
 
 
-async def test_publish_rate_limit_answers_429(launch: Launch) -> None:
+def test_publish_rate_limit_answers_429(launch: Launch) -> None:
     service = launch(PUBLISH_RATE="5")
     codes = []
     with httpx.Client(base_url=service.base_url, timeout=5) as http:
