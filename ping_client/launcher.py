@@ -45,9 +45,7 @@ class LaunchError(RuntimeError):
 class ServiceProcess:
     """One ``python -m event_service`` child with the given settings."""
 
-    def __init__(
-        self, env: dict[str, str], log_path: Path, *, fd_limit: int | None = None
-    ) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *, fd_limit: int | None = None) -> None:
         self.env = {"HOST": "127.0.0.1", "PORT": "0", **env}
         self.log_path = log_path
         self.fd_limit = fd_limit

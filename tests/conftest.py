@@ -25,9 +25,7 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
 
     def start(fd_limit: int | None = None, **env: str) -> ServiceProcess:
         env.setdefault("EVENT_RATE", "0")
-        service = ServiceProcess(
-            env, tmp_path / f"service-{len(started)}.log", fd_limit=fd_limit
-        )
+        service = ServiceProcess(env, tmp_path / f"service-{len(started)}.log", fd_limit=fd_limit)
         started.append(service)
         return service.start()
 
