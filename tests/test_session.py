@@ -158,7 +158,7 @@ async def test_shutdown_is_bounded_when_a_writer_is_stuck_in_send(
     # A budget past what the test sends, so that the writer stays stuck instead of being
     # closed as a slow consumer (tests/test_limits.py covers that).
     service = launch(
-        READ_HANDLER=read_handler, EVENT_MAX_BYTES="262144", SLOW_CONSUMER_BYTES="67108864"
+        READ_HANDLER=read_handler, EVENT_MAX_BYTES="262144", SLOW_CONSUMER_BYTES="8388608"
     )
     stalled = open_stalled_subscriber(service.port)
     try:
