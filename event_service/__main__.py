@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 
 from event_service.server import EventServer, build_config
@@ -22,12 +23,14 @@ def main() -> None:
     )
     logging.getLogger("event_service").info(
         "starting read_handler=%s source=%s ws_impl=%s ws_ping_interval_s=%s",
-        settings.read_handler_name,
+        settings.read_handler,
         settings.source_name,
         settings.ws_impl,
         settings.ws_ping_interval_s,
     )
-    EventServer(build_config(settings)).run()
+    # A launcher that chose the port itself passes the listening socket (LISTEN_FD).
+    sockets = None if settings.listen_fd is None else [socket.socket(fileno=settings.listen_fd)]
+    EventServer(build_config(settings)).run(sockets=sockets)
 
 
 if __name__ == "__main__":

@@ -59,16 +59,16 @@ def create_app(settings: Settings) -> FastAPI:
             "set" if settings.ws_token else "unset",
             ",".join(sorted(settings.ws_origins)) if settings.ws_origins else "any",
         )
-        app.state.handler = READ_HANDLERS[settings.read_handler_name]
+        app.state.handler = READ_HANDLERS[settings.read_handler]
         app.state.observer = Observer(
-            read_handler=settings.read_handler_name,
+            read_handler=settings.read_handler,
             ws_impl=settings.ws_impl,
             source=settings.source_name,
         )
-        if not settings.read_handler:
+        if settings.read_handler == "missing":
             logger.warning(
                 "read handler missing: client messages will not be read "
-                "and pile up in kernel socket buffers (READ_HANDLER=off)"
+                "and pile up in kernel socket buffers (READ_HANDLER=missing)"
             )
         try:
             await source.start()

@@ -150,7 +150,7 @@ async def metrics(request: Request) -> Response:
 async def healthz(request: Request) -> dict[str, Any]:
     """Answers as soon as the service is up."""
     state = request.app.state
-    return {"status": "ok", "read_handler": state.settings.read_handler_name}
+    return {"status": "ok", "read_handler": state.settings.read_handler}
 
 
 async def _snapshot(request: Request) -> dict[str, Any]:

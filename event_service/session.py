@@ -2,10 +2,10 @@
 
 The missing and the fixed handler differ in exactly one thing: whether a reader runs.
 
-- ``serve_without_reader`` (READ_HANDLER=off) only writes. Whatever the client sends stays
+- ``serve_without_reader`` (READ_HANDLER=missing) only writes. Whatever the client sends stays
   in the kernel's receive buffer (uvicorn stops reading the socket once one message waits
   for the app), and the session learns that the client left only when a send fails.
-- ``serve_with_reader`` (READ_HANDLER=on) runs a reader next to the writer. The reader
+- ``serve_with_reader`` (READ_HANDLER=fixed) runs a reader next to the writer. The reader
   drains and discards client messages; when it ends (the client closed or went away) the
   writer is cancelled and the session ends at once.
 

@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Mapping
 
 ENV_VARS = (
-    "HOST", "PORT", "READ_HANDLER", "AMQP_URL", "EVENT_RATE", "WS_IMPL", "WS_PING_INTERVAL",
+    "HOST", "PORT", "LISTEN_FD", "READ_HANDLER", "AMQP_URL", "EVENT_RATE", "WS_IMPL", "WS_PING_INTERVAL",
     "WS_PING_TIMEOUT", "QUEUE_SIZE", "AMQP_PREFETCH", "LOG_LEVEL", "MAX_SESSIONS",
     "SLOW_CONSUMER_BYTES", "EVENT_MAX_BYTES", "PUBLISH_RATE", "ADMIN_TOKEN", "WS_TOKEN",
     "WS_ORIGINS",
@@ -20,9 +20,12 @@ ENV_VARS = (
 WS_IMPLS = ("websockets-sansio", "wsproto", "websockets")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
-_READ_HANDLER_VALUES = {
-    "off": False, "missing": False, "false": False, "0": False, "no": False,
-    "on": True, "fixed": True, "true": True, "1": True, "yes": True,
+READ_HANDLERS = ("missing", "fixed")
+# The toggle has one name everywhere (missing / fixed); these spellings are accepted in the
+# environment only.
+_READ_HANDLER_ALIASES = {
+    "missing": "missing", "off": "missing", "false": "missing", "0": "missing", "no": "missing",
+    "fixed": "fixed", "on": "fixed", "true": "fixed", "1": "fixed", "yes": "fixed",
 }  # fmt: skip
 
 
@@ -36,7 +39,9 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 8000
-    read_handler: bool = False
+    # An fd already listening (a launcher that chose the port itself); None: bind host:port.
+    listen_fd: int | None = None
+    read_handler: str = "missing"
     amqp_url: str | None = None
     event_rate: float = 1.0
     ws_impl: str = "websockets-sansio"
@@ -57,11 +62,6 @@ class Settings:
     ws_origins: frozenset[str] | None = None
 
     @property
-    def read_handler_name(self) -> str:
-        """``fixed`` when a reader drains client messages, ``missing`` when none does."""
-        return "fixed" if self.read_handler else "missing"
-
-    @property
     def source_name(self) -> str:
         """Which event source runs: ``rabbitmq`` or ``embedded``."""
         return "rabbitmq" if self.amqp_url else "embedded"
@@ -73,7 +73,8 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     return Settings(
         host=_host(env.get("HOST") or defaults.host),
         port=_int(env, "PORT", defaults.port, low=0, high=65535),
-        read_handler=_read_handler(env.get("READ_HANDLER") or "off"),
+        listen_fd=_int_or_auto(env, "LISTEN_FD", low=0, high=1_000_000),
+        read_handler=_read_handler(env.get("READ_HANDLER") or defaults.read_handler),
         amqp_url=_amqp_url(env.get("AMQP_URL", "")),
         event_rate=_float(env, "EVENT_RATE", defaults.event_rate, low=0.0, high=100_000.0),
         ws_impl=_choice(env, "WS_IMPL", defaults.ws_impl, WS_IMPLS),
@@ -96,6 +97,40 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         ws_token=_token(env, "WS_TOKEN"),
         ws_origins=_origins(env.get("WS_ORIGINS", "")),
     )
+
+
+def render_env(settings: Settings) -> dict[str, str]:
+    """The environment that :func:`settings_from_env` turns back into ``settings``.
+
+    A launcher builds :class:`Settings` for its child and renders them once, here; nothing
+    else spells the service's variables.
+    """
+
+    def seconds(value: float | None) -> str:
+        return "off" if value is None else repr(value)
+
+    env = {
+        "HOST": settings.host,
+        "PORT": str(settings.port),
+        "LISTEN_FD": "" if settings.listen_fd is None else str(settings.listen_fd),
+        "READ_HANDLER": settings.read_handler,
+        "AMQP_URL": settings.amqp_url or "",
+        "EVENT_RATE": repr(settings.event_rate),
+        "WS_IMPL": settings.ws_impl,
+        "WS_PING_INTERVAL": seconds(settings.ws_ping_interval_s),
+        "WS_PING_TIMEOUT": seconds(settings.ws_ping_timeout_s),
+        "QUEUE_SIZE": str(settings.queue_size),
+        "AMQP_PREFETCH": str(settings.amqp_prefetch),
+        "LOG_LEVEL": settings.log_level,
+        "MAX_SESSIONS": "auto" if settings.max_sessions is None else str(settings.max_sessions),
+        "SLOW_CONSUMER_BYTES": str(settings.slow_consumer_bytes),
+        "EVENT_MAX_BYTES": str(settings.event_max_bytes),
+        "PUBLISH_RATE": repr(settings.publish_rate_per_s),
+        "ADMIN_TOKEN": settings.admin_token or "",
+        "WS_TOKEN": settings.ws_token or "",
+        "WS_ORIGINS": ",".join(sorted(settings.ws_origins or ())),
+    }
+    return {name: value for name, value in env.items() if value != ""}
 
 
 # Room kept for what is not a session: the listening socket, HTTP requests, the broker,
@@ -131,13 +166,17 @@ def _host(value: str) -> str:
     return value
 
 
-def _read_handler(value: str) -> bool:
+def _read_handler(value: str) -> str:
     try:
-        return _READ_HANDLER_VALUES[value.strip().lower()]
+        return _READ_HANDLER_ALIASES[value.strip().lower()]
     except KeyError:
-        without = ", ".join(k for k, reads in _READ_HANDLER_VALUES.items() if not reads)
-        with_ = ", ".join(k for k, reads in _READ_HANDLER_VALUES.items() if reads)
-        raise _fail("READ_HANDLER", value, f"{without} (no reader) or {with_} (reader)") from None
+        spellings = {
+            name: ", ".join(k for k, v in _READ_HANDLER_ALIASES.items() if v == name)
+            for name in READ_HANDLERS
+        }
+        raise _fail(
+            "READ_HANDLER", value, f"{spellings['missing']} (no reader) or {spellings['fixed']}"
+        ) from None
 
 
 def _amqp_url(value: str) -> str | None:

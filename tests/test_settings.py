@@ -2,13 +2,20 @@
 
 import pytest
 
-from event_service.settings import Settings, SettingsError, settings_from_env
+from event_service.settings import (
+    ENV_VARS,
+    Settings,
+    SettingsError,
+    render_env,
+    session_cap,
+    settings_from_env,
+)
 
 
 def test_empty_environment_gives_the_defaults():
     settings = settings_from_env({})
     assert settings == Settings()
-    assert (settings.host, settings.port, settings.read_handler) == ("127.0.0.1", 8000, False)
+    assert (settings.host, settings.port, settings.read_handler) == ("127.0.0.1", 8000, "missing")
     assert settings.amqp_url is None and settings.source_name == "embedded"
     assert settings.ws_ping_interval_s is None and settings.ws_ping_timeout_s is None
 
@@ -16,13 +23,13 @@ def test_empty_environment_gives_the_defaults():
 @pytest.mark.parametrize("value", ["off", "missing", "false", "0", "no", "OFF", " Missing "])
 def test_read_handler_off_spellings_mean_no_reader(value):
     settings = settings_from_env({"READ_HANDLER": value})
-    assert settings.read_handler is False and settings.read_handler_name == "missing"
+    assert settings.read_handler == "missing"
 
 
 @pytest.mark.parametrize("value", ["on", "fixed", "true", "1", "yes", "ON", "Fixed", "TRUE"])
 def test_read_handler_on_spellings_mean_a_reader(value):
     settings = settings_from_env({"READ_HANDLER": value})
-    assert settings.read_handler is True and settings.read_handler_name == "fixed"
+    assert settings.read_handler == "fixed"
 
 
 @pytest.mark.parametrize("name", ["WS_PING_INTERVAL", "WS_PING_TIMEOUT"])
@@ -41,7 +48,13 @@ def test_keepalive_seconds_or_off(name, raw, expected):
         ("HOST", "example.com", "an IP address"),
         ("PORT", "65536", "an integer from 0 to 65535"),
         ("PORT", "http", "an integer from 0 to 65535"),
-        ("READ_HANDLER", "maybe", "off, missing"),
+        ("READ_HANDLER", "maybe", "missing, off"),
+        ("MAX_SESSIONS", "0", "an integer from 1 to 10000000"),
+        ("SLOW_CONSUMER_BYTES", "10", "an integer from 1024"),
+        ("EVENT_MAX_BYTES", "big", "an integer from 256"),
+        ("PUBLISH_RATE", "-1", "a number from 0"),
+        ("WS_ORIGINS", "app.example.com", "comma-separated origins"),
+        ("ADMIN_TOKEN", "short", "at least 16 printable characters"),
         ("AMQP_URL", "http://127.0.0.1:5672/", "amqp://"),
         ("EVENT_RATE", "-1", "a number from 0 to 100000"),
         ("EVENT_RATE", "fast", "a number from 0 to 100000"),
@@ -77,3 +90,50 @@ def test_empty_amqp_url_selects_the_embedded_source():
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "0.0.0.0", "localhost"])
 def test_host_accepts_ip_addresses_and_localhost(host):
     assert settings_from_env({"HOST": host}).host == host
+
+
+def test_rendered_settings_parse_back_to_the_same_settings():
+    settings = Settings(
+        host="::1",
+        port=0,
+        listen_fd=7,
+        read_handler="fixed",
+        amqp_url="amqp://guest:guest@127.0.0.1:5672/",
+        event_rate=12.5,
+        ws_impl="wsproto",
+        ws_ping_interval_s=2.0,
+        ws_ping_timeout_s=1.5,
+        queue_size=17,
+        amqp_prefetch=3,
+        log_level="warning",
+        max_sessions=99,
+        slow_consumer_bytes=4096,
+        event_max_bytes=1024,
+        publish_rate_per_s=0.5,
+        admin_token="a-token-of-16-chars",
+        ws_token="another-token-16+",
+        ws_origins=frozenset({"https://a.example", "http://b.example:8080"}),
+    )
+    assert settings_from_env(render_env(settings)) == settings
+    assert settings_from_env(render_env(Settings())) == Settings()
+
+
+def test_rendered_settings_name_only_the_service_variables():
+    assert set(render_env(Settings())) <= set(ENV_VARS)
+
+
+def test_a_bad_token_is_refused_without_echoing_it():
+    with pytest.raises(SettingsError) as excinfo:
+        settings_from_env({"WS_TOKEN": " padded-secret-value "})
+    assert "padded-secret-value" not in str(excinfo.value)
+
+
+def test_tokens_stay_out_of_the_settings_repr():
+    settings = settings_from_env({"ADMIN_TOKEN": "x" * 20, "WS_TOKEN": "y" * 20})
+    assert "x" * 20 not in repr(settings) and "y" * 20 not in repr(settings)
+
+
+def test_session_cap_defaults_to_the_fd_limit_less_a_reserve():
+    assert session_cap(Settings(), 1024) == 820
+    assert session_cap(Settings(), 100) == 68
+    assert session_cap(Settings(max_sessions=7), 1024) == 7
