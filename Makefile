@@ -15,10 +15,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m ping_client demo
+	$(BIN)/python -m leaklab demo
 
 lab: $(STAMP)
-	$(BIN)/python -m ping_client lab
+	$(BIN)/python -m leaklab run ws-read-handler
 
 test: $(STAMP) rabbitmq compose-tool
 	$(BIN)/pytest

@@ -19,7 +19,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from ping_client.launcher import ServiceProcess
+from event_service.settings import settings_from_env
+from leaklab.children import ServiceProcess
 
 _PORT_RE = re.compile(r"listening port=(\d+)")
 STOP_GRACE_S = 10.0
@@ -54,8 +55,7 @@ class ServiceTarget:
     name = "service"
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        # LOG_LEVEL info: the launcher finds the port in uvicorn's "running on" line.
-        settings = {"READ_HANDLER": "on", "LOG_LEVEL": "info", **env}
+        settings = settings_from_env({"READ_HANDLER": "fixed", "PORT": "0", **env})
         self._process = ServiceProcess(settings, log_path)
 
     @property

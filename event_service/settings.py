@@ -12,10 +12,10 @@ import ipaddress
 from collections.abc import Mapping
 
 ENV_VARS = (
-    "HOST", "PORT", "LISTEN_FD", "READ_HANDLER", "AMQP_URL", "EVENT_RATE", "WS_IMPL", "WS_PING_INTERVAL",
-    "WS_PING_TIMEOUT", "QUEUE_SIZE", "AMQP_PREFETCH", "LOG_LEVEL", "MAX_SESSIONS",
-    "SLOW_CONSUMER_BYTES", "EVENT_MAX_BYTES", "PUBLISH_RATE", "ADMIN_TOKEN", "WS_TOKEN",
-    "WS_ORIGINS",
+    "HOST", "PORT", "LISTEN_FD", "READ_HANDLER", "AMQP_URL", "EVENT_RATE", "WS_IMPL",
+    "WS_PING_INTERVAL", "WS_PING_TIMEOUT", "QUEUE_SIZE", "AMQP_PREFETCH", "LOG_LEVEL",
+    "MAX_SESSIONS", "SLOW_CONSUMER_BYTES", "EVENT_MAX_BYTES", "PUBLISH_RATE", "ADMIN_TOKEN",
+    "WS_TOKEN", "WS_ORIGINS",
 )  # fmt: skip
 WS_IMPLS = ("websockets-sansio", "wsproto", "websockets")
 LOG_LEVELS = ("debug", "info", "warning", "error")

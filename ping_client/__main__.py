@@ -1,4 +1,4 @@
-"""``python -m ping_client``: the ping swarm and the lab."""
+"""``python -m ping_client``: the ping swarm."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ def swarm_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ping-swarm",
         description="Open WebSocket clients that send upstream pings and read pushed events. "
-        "Subcommands: 'demo' (side-by-side reproduction), 'lab' (experiment matrix).",
+        "The lab that runs it against the service is 'python -m leaklab'.",
     )
     defaults = SwarmConfig()
     add = parser.add_argument
@@ -140,13 +140,9 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch: ``demo`` and ``lab`` subcommands, else the swarm itself."""
+    """Run the swarm with the command line's options."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        if argv[:1] in (["lab"], ["demo"]):
-            from ping_client.lab.cli import run_lab
-
-            return run_lab(argv[1:], demo=argv[0] == "demo")
         return run_swarm(argv)
     except KeyboardInterrupt:
         return 130

@@ -1,19 +1,19 @@
-"""Fixtures: real event services in child processes on free ports, and kernel readings."""
+"""Fixtures: real event services in child processes on free ports."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from event_service.observer import read_tcp_sockets
-from event_service.procfs import CONNECTED_STATES, TcpSocket, server_sockets
-from ping_client.launcher import ServiceProcess
+from event_service.settings import settings_from_env
+from leaklab.children import ServiceProcess
 
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+# Shared helpers live in tests/utils.py; these names stay importable from here too.
+from tests.utils import AMQP_URL, eventually, kernel_server_sockets, wait_until
+
+__all__ = ["AMQP_URL", "Launch", "eventually", "kernel_server_sockets", "launch", "wait_until"]
 
 Launch = Callable[..., ServiceProcess]
 
@@ -24,36 +24,13 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
     started: list[ServiceProcess] = []
 
     def start(fd_limit: int | None = None, **env: str) -> ServiceProcess:
-        env.setdefault("EVENT_RATE", "0")
-        service = ServiceProcess(env, tmp_path / f"service-{len(started)}.log", fd_limit=fd_limit)
+        env = {"HOST": "127.0.0.1", "PORT": "0", "EVENT_RATE": "0", **env}
+        service = ServiceProcess(
+            settings_from_env(env), tmp_path / f"service-{len(started)}.log", fd_limit=fd_limit
+        )
         started.append(service)
         return service.start()
 
     yield start
     for service in started:
         service.stop()
-
-
-def kernel_server_sockets(port: int) -> list[TcpSocket]:
-    """The service's connected sockets (as ``ss -t`` lists them) in the kernel now."""
-    return [s for s in server_sockets(read_tcp_sockets(), port) if s.state in CONNECTED_STATES]
-
-
-async def eventually(
-    condition: Callable[[], bool], *, timeout_s: float, every_s: float = 0.05
-) -> bool:
-    """Poll ``condition`` until it holds (True) or ``timeout_s`` passes (False)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(every_s)
-    return True
-
-
-async def wait_until(
-    condition: Callable[[], bool], *, timeout_s: float, what: str, every_s: float = 0.05
-) -> None:
-    """Poll ``condition`` until it holds; fail the test with ``what`` after ``timeout_s``."""
-    if not await eventually(condition, timeout_s=timeout_s, every_s=every_s):
-        pytest.fail(f"timed out after {timeout_s} s waiting until {what}")

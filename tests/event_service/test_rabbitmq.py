@@ -18,7 +18,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from event_service.events import make_event
 from event_service.publish import publish
 from event_service.sources.rabbitmq import DEAD_LETTER_QUEUE, EXCHANGE
-from tests.conftest import AMQP_URL, Launch, wait_until
+from tests.conftest import Launch
+from tests.utils import AMQP_URL, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,7 +12,8 @@ import uuid
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.conftest import AMQP_URL, Launch, wait_until
+from tests.conftest import Launch
+from tests.utils import AMQP_URL, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

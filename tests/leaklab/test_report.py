@@ -1,4 +1,4 @@
-"""Tests for ping_client.lab.report (and charts): every file of the report folder, offline."""
+"""Tests for leaklab.report (and charts): every file of the report folder, offline."""
 
 import base64
 import html
@@ -7,50 +7,59 @@ import re
 
 import pytest
 
-from ping_client.lab.cli import run_info
-from ping_client.lab.matrix import KEEPALIVE_DEFAULT, KEEPALIVE_OFF, Cell, expected_verdict
-from ping_client.lab.report import write_report
-from ping_client.lab.runner import LabOptions, service_env, swarm_settings, without_password
-from ping_client.lab.verdict import RULES, summarize_cell
+from event_service.settings import render_env
+from leaklab.cli import run_info
+from leaklab.report import write_report
+from leaklab.runner import summarize
+from leaklab.stories.ws_read_handler import STORY
+from leaklab.stories.ws_read_handler.cell import service_settings, swarm_settings, without_password
+from leaklab.stories.ws_read_handler.matrix import KEEPALIVE_DEFAULT, KEEPALIVE_OFF, Cell
+from leaklab.stories.ws_read_handler.verdict import RULES
+from leaklab.story import LabOptions
 
 PNG = b"\x89PNG\r\n\x1a\n"
 FILES = ["report.md", "index.html", "summary.json", "samples.jsonl", "settings.json"]
-CHARTS = ["recv_q.png", "kernel_tcp_mem.png", "rss.png", "closes.png"]
+CHARTS = [f"ws-read-handler_{name}.png" for name in ("recv_q", "kernel_tcp_mem", "rss", "closes")]
 
 
 def samples(recv_q_step_bytes):
     """Ten seconds of one cell: per-socket Recv-Q rising by ``recv_q_step_bytes`` a second."""
     return [
-        {"t_s": float(t), "server_recv_q_bytes": 4 * recv_q_step_bytes * t,
-         "server_recv_q_max_bytes": recv_q_step_bytes * t, "client_send_q_bytes": 0,
-         "kernel_tcp_mem_bytes": 50_000_000, "rss_bytes": 80_000_000, "connections": 4,
-         "events_published": t, "events_received": 4 * t, "closes": {}, "first_close": None}
+        {"t_s": float(t), "client_send_q_bytes": 0, "events_received": 4 * t, "closes": {},
+         "first_close": None,
+         "server": {"recv_q_bytes": 4 * recv_q_step_bytes * t,
+                    "recv_q_max_bytes": recv_q_step_bytes * t, "kernel_tcp_mem_bytes": 50_000_000,
+                    "rss_bytes": 80_000_000, "connections": 4, "events_received": t}}
         for t in range(1, 11)
     ]  # fmt: skip
 
 
 def entry(cell, cell_samples):
-    """A summary entry as cli.run_cells builds it."""
-    summary = summarize_cell(cell.settings(), expected_verdict(cell), cell_samples)
+    """A summary entry as the runner builds it."""
     options = LabOptions()
-    return {
-        "name": cell.name, "label": cell.label, "env": service_env(cell, options),
-        "swarm": swarm_settings(cell, options), **summary,
-    }  # fmt: skip
+    run = {
+        "samples": cell_samples,
+        "processes": {
+            "service_env": render_env(service_settings(cell, options)),
+            "swarm": swarm_settings(cell, options),
+        },
+    }
+    return summarize(STORY, cell, run)
 
 
 # A leak where one is expected, and a healthy cell where keepalive should have masked a leak.
 CELLS = [
-    (Cell("off", KEEPALIVE_OFF), samples(16_384)),
-    (Cell("off", KEEPALIVE_DEFAULT), samples(64)),
+    (Cell("missing", KEEPALIVE_OFF), samples(16_384)),
+    (Cell("missing", KEEPALIVE_DEFAULT), samples(64)),
 ]
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    run = run_info("python -m ping_client lab", [], LabOptions(), "2025-01-02 03:04:05 +0000")
-    written = write_report(out, {**run, "interrupted": False}, [(entry(*c), c[1]) for c in CELLS])
+    run = run_info("python -m leaklab run ws-read-handler", LabOptions(), "2025-01-02 03:04:05")
+    cells = [(entry(*c), c[1]) for c in CELLS]
+    written = write_report(out, {**run, "interrupted": False}, [(STORY, cells)])
     return out, written
 
 
@@ -66,6 +75,7 @@ def test_summary_has_settings_verdict_and_figures_per_cell(report):
     assert [c["name"] for c in cells] == [cell.name for cell, _ in CELLS]
     for cell in cells:
         assert set(cell["settings"]) == {"read_handler", "keepalive", "ws_impl", "ping_kind"}
+        assert cell["story"] == "ws-read-handler"
         assert cell["verdict"] in ("leak", "masked", "healthy")
         assert cell["figures"]["samples"] == 10 and "held_growth_mb_per_min" in cell["figures"]
     assert [c["verdict"] for c in cells] == ["leak", "healthy"]
@@ -74,7 +84,8 @@ def test_summary_has_settings_verdict_and_figures_per_cell(report):
 def test_samples_jsonl_has_one_line_per_sample_tagged_with_its_cell(report):
     lines = [json.loads(line) for line in (report[0] / "samples.jsonl").read_text().splitlines()]
     assert [line["cell"] for line in lines] == [cell.name for cell, s in CELLS for _ in s]
-    assert lines[0]["server_recv_q_max_bytes"] == 16_384
+    assert lines[0]["server"]["recv_q_max_bytes"] == 16_384
+    assert {line["story"] for line in lines} == {"ws-read-handler"}
 
 
 def test_settings_json_has_what_it_takes_to_repeat_each_cell(report):
@@ -85,7 +96,8 @@ def test_settings_json_has_what_it_takes_to_repeat_each_cell(report):
     for cell, _ in CELLS:
         written = settings["cells"][cell.name]
         assert written["settings"] == cell.settings()
-        assert written["service_env"] == {**cell.env(), "EVENT_RATE": "5"}
+        assert written["service_env"]["READ_HANDLER"] == cell.read_handler
+        assert written["service_env"]["EVENT_RATE"] == "5.0"
         assert written["swarm"]["ping_kind"] == cell.ping_kind
         assert written["swarm"]["clients"] == LabOptions.clients
         assert written["swarm"]["compression"] is False
@@ -101,21 +113,27 @@ def test_report_states_the_rules_the_verdicts_follow(report):
 
 
 def test_an_interrupted_run_says_so(tmp_path):
-    run = run_info("python -m ping_client lab", [], LabOptions(), "2025-01-02 03:04:05 +0000")
-    write_report(tmp_path, {**run, "interrupted": True}, [(entry(*CELLS[0]), CELLS[0][1])])
+    run = run_info("python -m leaklab run ws-read-handler", LabOptions(), "2025-01-02 03:04:05")
+    write_report(
+        tmp_path, {**run, "interrupted": True}, [(STORY, [(entry(*CELLS[0]), CELLS[0][1])])]
+    )
     assert "**Interrupted:**" in (tmp_path / "report.md").read_text()
     assert "Interrupted:" in (tmp_path / "index.html").read_text()
     assert json.loads((tmp_path / "summary.json").read_text())["run"]["interrupted"] is True
 
 
 def test_broker_password_is_masked_in_reports():
-    env = {"READ_HANDLER": "off", "AMQP_URL": "amqp://guest:s3cret@127.0.0.1:5672/"}
+    env = {"READ_HANDLER": "missing", "AMQP_URL": "amqp://guest:s3cret@127.0.0.1:5672/"}
     assert without_password(env) == {**env, "AMQP_URL": "amqp://guest:***@127.0.0.1:5672/"}
     assert without_password({"AMQP_URL": "amqp://127.0.0.1/"}) == {"AMQP_URL": "amqp://127.0.0.1/"}
 
 
 def test_markdown_has_a_row_per_cell_with_verdict_expected_and_surprise(report):
-    rows = [r for r in (report[0] / "report.md").read_text().splitlines() if r.startswith("| R")]
+    rows = [
+        r
+        for r in (report[0] / "report.md").read_text().splitlines()
+        if r.startswith("| READ_HANDLER")
+    ]
     assert len(rows) == 2
     leak_row, surprise_row = rows
     assert "leaks: kernel memory grows" in leak_row and leak_row.endswith("| leak |")

@@ -18,7 +18,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import Launch, wait_until
+from tests.conftest import Launch
+from tests.utils import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

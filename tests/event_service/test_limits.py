@@ -21,7 +21,8 @@ from websockets.frames import Opcode
 from websockets.uri import parse_uri
 
 from event_service.hub import SLOW_CODE
-from tests.conftest import Launch, wait_until
+from tests.conftest import Launch
+from tests.utils import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -1,9 +1,11 @@
-"""The experiment matrix: which cells a lab run has, and what each cell is expected to show."""
+"""The read-handler story's matrix: which cells a run has, and what each is expected to show."""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+
+from event_service.settings import READ_HANDLERS
 
 WS_IMPLS = ("websockets-sansio", "wsproto", "websockets")
 PING_KINDS = ("message", "control")
@@ -17,15 +19,6 @@ class Keepalive:
     interval_s: float | None
     timeout_s: float | None
 
-    def env(self) -> dict[str, str]:
-        """The service's settings for this keepalive."""
-        if self.interval_s is None:
-            return {"WS_PING_INTERVAL": "off", "WS_PING_TIMEOUT": "off"}
-        return {
-            "WS_PING_INTERVAL": f"{self.interval_s:g}",
-            "WS_PING_TIMEOUT": f"{self.timeout_s:g}",
-        }
-
 
 KEEPALIVE_OFF = Keepalive("off", None, None)
 KEEPALIVE_DEFAULT = Keepalive("20s/20s", 20.0, 20.0)  # uvicorn's defaults
@@ -37,7 +30,7 @@ KEEPALIVE_SHORT = Keepalive("2s/2s", 2.0, 2.0)
 class Cell:
     """One experiment: a service configuration and the kind of client traffic."""
 
-    read_handler: str  # "off" (missing) or "on" (fixed)
+    read_handler: str  # "missing" or "fixed"
     keepalive: Keepalive
     ws_impl: str = "websockets-sansio"
     ping_kind: str = "message"
@@ -46,7 +39,7 @@ class Cell:
     def name(self) -> str:
         """A short unique name, usable as a file name."""
         return (
-            f"read-{self.read_handler}_keepalive-{self.keepalive.name.replace('/', '-')}"
+            f"{self.read_handler}_keepalive-{self.keepalive.name.replace('/', '-')}"
             f"_{self.ws_impl}_{self.ping_kind}"
         )
 
@@ -60,10 +53,6 @@ class Cell:
             parts.append(f"{self.ping_kind} pings")
         return ", ".join(parts)
 
-    def env(self) -> dict[str, str]:
-        """The service's settings for this cell."""
-        return {"READ_HANDLER": self.read_handler, "WS_IMPL": self.ws_impl, **self.keepalive.env()}
-
     def settings(self) -> dict[str, str]:
         """The cell's axes, as written to summary.json."""
         return {
@@ -76,9 +65,12 @@ class Cell:
 
 def expected_verdict(cell: Cell) -> str:
     """What the story predicts: unread data messages leak unless keepalive kills the sessions."""
-    if cell.read_handler == "on" or cell.ping_kind == "control":
+    if cell.read_handler == "fixed" or cell.ping_kind == "control":
         return "healthy"
     return "leak" if cell.keepalive.interval_s is None else "masked"
+
+
+AXES = {"ws_impl": WS_IMPLS, "ping_kind": PING_KINDS}
 
 
 def build_matrix(
@@ -91,7 +83,7 @@ def build_matrix(
     """The default matrix (READ_HANDLER x keepalive), or every axis with ``full``.
 
     ``ws_impls`` and ``ping_kinds`` choose those axes explicitly (default: the first value,
-    or every value with ``full``).
+    or every value with ``full``). ``quick`` uses the short keepalive.
     """
     keepalive_on = KEEPALIVE_SHORT if quick else KEEPALIVE_DEFAULT
     keepalives = (KEEPALIVE_OFF, keepalive_on)
@@ -102,20 +94,6 @@ def build_matrix(
     return [
         Cell(read_handler, keepalive, ws_impl, ping_kind)
         for ws_impl, ping_kind, read_handler, keepalive in itertools.product(
-            ws_impls, ping_kinds, ("off", "on"), keepalives
+            ws_impls, ping_kinds, READ_HANDLERS, keepalives
         )
     ]
-
-
-def parse_axis(text: str, valid: tuple[str, ...], option: str) -> tuple[str, ...]:
-    """A comma-separated choice of axis values, in the order given, without repeats."""
-    values = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
-    unknown = [v for v in values if v not in valid]
-    if not values or unknown:
-        raise ValueError(f"{option} takes a comma-separated list of {', '.join(valid)}")
-    return values
-
-
-def demo_matrix() -> list[Cell]:
-    """The demo's cells: the default matrix, quick (the leak, its mask by keepalive, the fix)."""
-    return build_matrix(quick=True)

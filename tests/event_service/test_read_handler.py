@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from ping_client.launcher import ServiceProcess
+from leaklab.children import ServiceProcess
 from ping_client.swarm import Swarm, SwarmConfig
-from tests.conftest import Launch, kernel_server_sockets, wait_until
+from tests.conftest import Launch
+from tests.utils import kernel_server_sockets, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 

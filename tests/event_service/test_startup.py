@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from ping_client.launcher import ServiceProcess
-from tests.conftest import Launch, wait_until
+from event_service.settings import settings_from_env
+from leaklab.children import ServiceProcess
+from tests.conftest import Launch
+from tests.utils import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -20,7 +22,7 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
     [
-        ("READ_HANDLER", "maybe", "off, missing"),
+        ("READ_HANDLER", "maybe", "missing, off"),
         ("PORT", "99999", "an integer from 0 to 65535"),
         ("WS_IMPL", "h2", "websockets-sansio, wsproto, websockets"),
         ("WS_PING_INTERVAL", "-1", "0 / off to disable keepalive"),
@@ -81,7 +83,9 @@ async def test_first_broker_connect_is_retried_until_the_broker_answers(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     service = ServiceProcess(
-        {"AMQP_URL": f"amqp://guest:guest@127.0.0.1:{port}/", "EVENT_RATE": "0"},
+        settings_from_env(
+            {"PORT": "0", "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{port}/", "EVENT_RATE": "0"}
+        ),
         tmp_path / "service.log",
     )
     starting = asyncio.create_task(asyncio.to_thread(service.start))

@@ -19,11 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from leaklab.story import CellResult, Verdict
+
 BACKLOG_BYTES = 64 * 1024
 KEEPALIVE_CLOSE = "1011"
 MB = 1_000_000
 
-VERDICTS = ("leak", "masked", "healthy", "unknown")
 
 # The rules above in one sentence, for the report (kept next to the code that applies them).
 RULES = (
@@ -51,14 +52,24 @@ def slope_per_min(points: Iterable[tuple[float, float]]) -> float:
     return cov / var_t * 60
 
 
+def figure(sample: dict[str, Any], key: str) -> Any:
+    """``sample[key]``, where ``server.x`` is the server's figure ``x``; None if absent."""
+    if key.startswith("server."):
+        server = sample.get("server")
+        return None if server is None else server.get(key.removeprefix("server."))
+    return sample.get(key)
+
+
 def series(samples: Sequence[dict[str, Any]], key: str) -> list[tuple[float, float]]:
     """(t_s, value) for the samples that have ``key`` (missing or None values are skipped)."""
-    return [(s["t_s"], float(s[key])) for s in samples if s.get(key) is not None and "t_s" in s]
+    return [
+        (s["t_s"], float(v)) for s in samples if (v := figure(s, key)) is not None and "t_s" in s
+    ]
 
 
 def held_bytes(sample: dict[str, Any]) -> float | None:
     """Bytes the kernel holds for this service: server Recv-Q plus client Send-Q."""
-    recv, send = sample.get("server_recv_q_bytes"), sample.get("client_send_q_bytes")
+    recv, send = figure(sample, "server.recv_q_bytes"), sample.get("client_send_q_bytes")
     if recv is None or send is None:
         return None
     return float(recv + send)
@@ -74,16 +85,17 @@ def events_lost(samples: Sequence[dict[str, Any]]) -> int:
     expected = 0.0
     first: dict[str, Any] | None = None
     previous: dict[str, Any] | None = None
+    previous_published = 0
     for sample in samples:
-        published = sample.get("events_published")
-        subscribers = sample.get("clients", sample.get("connections"))
+        published = figure(sample, "server.events_received")
+        subscribers = sample.get("clients", figure(sample, "server.connections"))
         if published is None or subscribers is None:
             continue
         if previous is None:
             first = sample
         else:
-            expected += max(0, published - previous["events_published"]) * subscribers
-        previous = sample
+            expected += max(0, published - previous_published) * subscribers
+        previous, previous_published = sample, published
     if first is None or previous is None:
         return 0
     received = (previous.get("events_received") or 0) - (first.get("events_received") or 0)
@@ -92,13 +104,13 @@ def events_lost(samples: Sequence[dict[str, Any]]) -> int:
 
 def _last(samples: Sequence[dict[str, Any]], key: str) -> int | None:
     """The last value of ``key`` in the samples (None if no sample has it)."""
-    return next((int(s[key]) for s in reversed(samples) if s.get(key) is not None), None)
+    return next((int(v) for s in reversed(samples) if (v := figure(s, key)) is not None), None)
 
 
 def cell_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The figures of one cell: growth, peaks, RSS change, first close, events lost."""
     held = [(s["t_s"], h) for s in samples if "t_s" in s and (h := held_bytes(s)) is not None]
-    rss = series(samples, "rss_bytes")
+    rss = series(samples, "server.rss_bytes")
     closes: dict[str, int] = next(
         (s["closes"] for s in reversed(samples) if s.get("closes") is not None), {}
     )
@@ -107,40 +119,36 @@ def cell_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
          if s.get("first_close_s")),
         None,
     )  # fmt: skip
-    recv_q_max = series(samples, "server_recv_q_max_bytes")
-    first_close = next(
-        ({"code": s["first_close"][0], "after_s": s["first_close"][1]}
-         for s in samples if s.get("first_close")),
-        None,
-    )  # fmt: skip
+    recv_q_max = series(samples, "server.recv_q_max_bytes")
+    first_close = next((s["first_close"] for s in samples if s.get("first_close")), None)
     return {
         "samples": len(samples),
         "duration_s": max((s["t_s"] for s in samples if "t_s" in s), default=0.0),
         "kernel_mem_growth_mb_per_min": round(
-            slope_per_min(series(samples, "kernel_tcp_mem_bytes")) / MB, 3
+            slope_per_min(series(samples, "server.kernel_tcp_mem_bytes")) / MB, 3
         ),
         "held_growth_mb_per_min": round(slope_per_min(held) / MB, 3),
         "held_peak_bytes": int(max((h for _, h in held), default=0)),
         "held_end_bytes": int(held[-1][1]) if held else 0,
         "recv_q_peak_bytes": int(max((v for _, v in recv_q_max), default=0)),
-        "recv_q_sum_peak_bytes": int(max((v for _, v in series(samples, "server_recv_q_bytes")),
+        "recv_q_sum_peak_bytes": int(max((v for _, v in series(samples, "server.recv_q_bytes")),
                                          default=0)),
         "rss_change_bytes": int(rss[-1][1] - rss[0][1]) if rss else 0,
         "closes": dict(closes),
         "first_close": first_close,
         "first_keepalive_close_s": first_keepalive_close_s,
-        "stats_samples": len(series(samples, "server_recv_q_max_bytes")),
+        "stats_samples": len(series(samples, "server.recv_q_max_bytes")),
         "recv_q_end_bytes": int(recv_q_max[-1][1]) if recv_q_max else 0,
         # What the kernel charges for the server's receive queues (skb overhead included).
         "skmem_r_peak_bytes": int(max((v for _, v in series(samples, "skmem_r_bytes")),
                                       default=0)),
         "events_lost": events_lost(samples),
         "client_messages_sent": _last(samples, "pings_sent"),
-        "client_messages_drained": _last(samples, "messages_drained"),
+        "client_messages_drained": _last(samples, "server.client_messages"),
     }  # fmt: skip
 
 
-def judge(figures: dict[str, Any], *, data_messages: bool = True) -> tuple[str, str]:
+def judge(figures: dict[str, Any], *, data_messages: bool = True) -> tuple[Verdict, str]:
     """The verdict (one of ``VERDICTS``) and a sentence saying why, in plain words.
 
     ``data_messages``: the clients sent data messages (not control frames), which the app
@@ -182,19 +190,8 @@ def judge(figures: dict[str, Any], *, data_messages: bool = True) -> tuple[str, 
     return "healthy", "healthy: client messages are read, nothing piles up"
 
 
-def summarize_cell(
-    settings: dict[str, str], expected: str, samples: Sequence[dict[str, Any]]
-) -> dict[str, Any]:
-    """One summary.json entry: settings, figures, verdict and the expected outcome."""
+def judge_cell(samples: Sequence[dict[str, Any]], *, data_messages: bool) -> CellResult:
+    """The figures of one cell's samples and the verdict the rules give them."""
     figures = cell_figures(samples)
-    verdict, reason = judge(
-        figures, data_messages=settings.get("ping_kind", "message") == "message"
-    )
-    return {
-        "settings": settings,
-        "figures": figures,
-        "verdict": verdict,
-        "reason": reason,
-        "expected": expected,
-        "surprise": verdict != expected,
-    }
+    verdict, reason = judge(figures, data_messages=data_messages)
+    return {"figures": figures, "verdict": verdict, "reason": reason}

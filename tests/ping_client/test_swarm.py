@@ -16,7 +16,8 @@ import pytest
 
 from ping_client.safety import read_memory
 from ping_client.swarm import Swarm, SwarmConfig
-from tests.conftest import Launch, wait_until
+from tests.conftest import Launch
+from tests.utils import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

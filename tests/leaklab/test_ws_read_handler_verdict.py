@@ -1,11 +1,47 @@
-"""Tests for ping_client.lab.verdict: figures and verdicts from literal per-second samples."""
+"""Tests of the read-handler story's verdict: figures and verdicts from literal samples.
 
+The literals below are written flat for brevity; :func:`nested` puts the server's figures
+where the lab's samples keep them, under ``server`` with their ``/stats`` names.
+"""
+
+import copy
 import functools
 import random
 
 import pytest
 
-from ping_client.lab.verdict import events_lost, slope_per_min, summarize_cell
+from leaklab.stories.ws_read_handler import verdict
+from leaklab.stories.ws_read_handler.verdict import slope_per_min
+
+SERVER = {
+    "server_recv_q_bytes": "recv_q_bytes", "server_recv_q_max_bytes": "recv_q_max_bytes",
+    "kernel_tcp_mem_bytes": "kernel_tcp_mem_bytes", "rss_bytes": "rss_bytes",
+    "connections": "connections", "events_published": "events_received",
+    "messages_drained": "client_messages",
+}  # fmt: skip
+
+
+def nested(samples):
+    """The flat literal samples in the lab's shape."""
+    out = []
+    for flat in copy.deepcopy(list(samples)):
+        server = {SERVER[key]: flat.pop(key) for key in list(flat) if key in SERVER}
+        if any(value is not None for value in server.values()):
+            flat["server"] = server
+        out.append(flat)
+    return out
+
+
+def events_lost(samples):
+    return verdict.events_lost(nested(samples))
+
+
+def summarize_cell(settings, expected, samples):
+    """What the runner writes for a cell: the story's judgement and the expectation."""
+    data_messages = settings.get("ping_kind", "message") == "message"
+    result = verdict.judge_cell(nested(samples), data_messages=data_messages)
+    return {**result, "expected": expected, "surprise": result["verdict"] != expected}
+
 
 KIB, SOCKETS, EVENT_RATE = 1024, 50, 5  # bytes, connections per cell, events per second
 STATS_KEYS = ("server_recv_q_bytes", "server_recv_q_max_bytes", "kernel_tcp_mem_bytes",
@@ -55,7 +91,7 @@ def with_gaps(samples):
 
 
 def summarize(samples, expected="leak"):
-    return summarize_cell({"read_handler": "off", "keepalive": "off"}, expected, samples)
+    return summarize_cell({"read_handler": "missing", "keepalive": "off"}, expected, samples)
 
 
 @pytest.mark.parametrize("samples", [leak, lambda: with_gaps(leak())], ids=["whole", "gaps"])
@@ -73,7 +109,8 @@ def test_keepalive_masks_the_leak_and_loses_events():
     """Backlog grows until keepalive closes every connection with 1011 at 40.3 s."""
     before = [sample(t, 3 * KIB * t, send_q=16 * KIB * t) for t in range(1, 41)]
     closed = {
-        "closes": {"1011": SOCKETS}, "first_close": [1011, 40.3], "first_close_s": {"1011": 40.3}
+        "closes": {"1011": SOCKETS}, "first_close": {"code": 1011, "after_s": 40.3},
+        "first_close_s": {"1011": 40.3},
     }  # fmt: skip
     received = EVENT_RATE * 39 * SOCKETS  # everything published until the close, no more
     after = [sample(t, 0, connections=0, received=received, **closed) for t in range(41, 61)]
@@ -181,7 +218,7 @@ def killed_at(samples, t_s):
     """Every connection closed with 1011 from ``t_s`` on."""
     for s in samples:
         if s["t_s"] >= t_s:
-            s.update(closes={"1011": SOCKETS}, first_close=[1011, t_s],
+            s.update(closes={"1011": SOCKETS}, first_close={"code": 1011, "after_s": t_s},
                      first_close_s={"1011": t_s})  # fmt: skip
     return samples
 

@@ -12,7 +12,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
-from tests.conftest import Launch, kernel_server_sockets, wait_until
+from tests.conftest import Launch
+from tests.utils import kernel_server_sockets, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

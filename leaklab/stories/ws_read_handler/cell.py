@@ -1,4 +1,4 @@
-"""Running one cell: a fresh event service, a swarm against it, a sample every second.
+"""Running one cell of the read-handler story: a fresh event service, a swarm, a sample a second.
 
 Each cell owns its service process and its swarm; both are stopped in ``finally`` blocks, so
 an interrupted run (Ctrl-C) leaves no child process or socket behind. The launcher also asks
@@ -18,56 +18,36 @@ from typing import Any
 
 import httpx
 
-from event_service.observer import read_sockstat
 from event_service.publish import publish
-from ping_client.lab.matrix import Cell
-from ping_client.lab.skmem import read_skmem
-from ping_client.launcher import ServiceProcess
+from event_service.settings import Settings
+from leaklab.children import ServiceProcess
+from leaklab.skmem import read_skmem
+from leaklab.stories.ws_read_handler.matrix import Cell
+from leaklab.story import CellRun, LabOptions, Sample
 from ping_client.swarm import Swarm, SwarmConfig
+from sockscope.schedule import every
 
 SAMPLE_EVERY_S = 1.0
-SETTLE_TIMEOUT_S = 10.0
-SETTLE_MARGIN_BYTES = 1 << 20
 
-# Server figures copied from /stats into each sample, under the sample's names.
-_STATS_FIELDS = {
-    "recv_q_bytes": "server_recv_q_bytes",
-    "recv_q_max_bytes": "server_recv_q_max_bytes",
-    "recv_q_p99_bytes": "server_recv_q_p99_bytes",
-    "kernel_tcp_mem_bytes": "kernel_tcp_mem_bytes",
-    "rss_bytes": "rss_bytes",
-    "open_fds": "open_fds",
-    "asyncio_tasks": "asyncio_tasks",
-    "connections": "connections",
-    "events_received": "events_published",
-    "events_delivered": "events_delivered",
-    "events_dropped": "events_dropped",
-    "client_messages": "messages_drained",
-    "client_bytes": "bytes_drained",
-}
+# The /stats figures a sample keeps, under their /stats names, in ``sample["server"]``.
+SERVER_FIGURES = (
+    "recv_q_bytes", "recv_q_max_bytes", "recv_q_p99_bytes", "kernel_tcp_mem_bytes",
+    "rss_bytes", "open_fds", "asyncio_tasks", "connections", "events_received",
+    "events_delivered", "events_dropped", "client_messages", "client_bytes",
+)  # fmt: skip
 
 
-@dataclasses.dataclass(frozen=True)
-class LabOptions:
-    """Load and timing of every cell."""
-
-    duration_s: float = 60.0
-    clients: int = 20
-    interval_s: float = 0.1
-    size_bytes: int = 4096
-    event_rate: float = 5.0
-    amqp_url: str | None = None
-
-
-Sample = dict[str, Any]
-
-
-def service_env(cell: Cell, options: LabOptions) -> dict[str, str]:
-    """The event service's environment for one cell."""
-    env = {**cell.env(), "EVENT_RATE": f"{options.event_rate:g}"}
-    if options.amqp_url:
-        env["AMQP_URL"] = options.amqp_url
-    return env
+def service_settings(cell: Cell, options: LabOptions) -> Settings:
+    """The event service's settings for one cell."""
+    return Settings(
+        read_handler=cell.read_handler,
+        ws_impl=cell.ws_impl,
+        ws_ping_interval_s=cell.keepalive.interval_s,
+        ws_ping_timeout_s=cell.keepalive.timeout_s,
+        event_rate=options.event_rate,
+        amqp_url=options.amqp_url,
+        port=0,
+    )
 
 
 def without_password(env: dict[str, str]) -> dict[str, str]:
@@ -103,10 +83,10 @@ def swarm_settings(cell: Cell, options: LabOptions) -> dict[str, Any]:
 
 
 async def run_cell(
-    cell: Cell, options: LabOptions, log_path: Path, on_sample: Callable[[Sample], None]
-) -> list[Sample]:
-    """Run one cell to its end; return its samples (one per second)."""
-    service = ServiceProcess(service_env(cell, options), log_path)
+    cell: Cell, options: LabOptions, logs: Path, on_sample: Callable[[Sample], None]
+) -> CellRun:
+    """Run one cell to its end; return its samples (one per second) and what it started."""
+    service = ServiceProcess(service_settings(cell, options), logs / f"{cell.name}.log")
     await asyncio.to_thread(service.start)
     try:
         swarm = Swarm(swarm_config(cell, options, service.ws_url))
@@ -124,7 +104,13 @@ async def run_cell(
                 sampler.cancel()
                 if options.amqp_url:
                     publisher.cancel()
-        return samples
+        return {
+            "samples": samples,
+            "processes": {
+                "service_env": without_password(service.env),
+                "swarm": swarm_settings(cell, options),
+            },
+        }
     finally:
         await asyncio.to_thread(service.stop)
 
@@ -136,11 +122,7 @@ async def _sample_every_second(
     samples: list[Sample],
     on_sample: Callable[[Sample], None],
 ) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time()
-    while True:
-        deadline += SAMPLE_EVERY_S
-        await asyncio.sleep(max(0.0, deadline - loop.time()))
+    async for _ in every(SAMPLE_EVERY_S):
         sample = await take_sample(swarm, service, http)
         samples.append(sample)
         on_sample(sample)
@@ -162,7 +144,9 @@ async def take_sample(swarm: Swarm, service: ServiceProcess, http: httpx.AsyncCl
         "latency_p50_ms": client["latency"]["p50_ms"],
         "latency_p99_ms": client["latency"]["p99_ms"],
         "closes": client["closes"],
-        "first_close": list(first_close) if first_close else None,
+        "first_close": (
+            {"code": first_close[0], "after_s": first_close[1]} if first_close else None
+        ),
         "first_close_s": {str(code): t for code, t in swarm.stats.first_close_s.items()},
         "clients": swarm.config.clients,
         "client_send_q_bytes": client.get("client_send_q_bytes"),
@@ -170,27 +154,12 @@ async def take_sample(swarm: Swarm, service: ServiceProcess, http: httpx.AsyncCl
     }
     with contextlib.suppress(httpx.HTTPError, ValueError):
         stats = (await http.get("/stats")).raise_for_status().json()
-        sample.update({ours: stats[theirs] for theirs, ours in _STATS_FIELDS.items()})
+        sample["server"] = {name: stats[name] for name in SERVER_FIGURES}
     assert service.port is not None
     skmem = await asyncio.to_thread(read_skmem, service.port)
     if skmem is not None:
         sample.update(skmem)
     return sample
-
-
-async def wait_for_kernel_to_settle(baseline_bytes: int) -> int:
-    """Wait (at most ``SETTLE_TIMEOUT_S``) until host TCP memory is back near ``baseline_bytes``.
-
-    A cell's sockets can hold kernel memory for a moment after its processes are gone; the
-    next cell should not start on top of it. Returns the memory when it stopped waiting.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + SETTLE_TIMEOUT_S
-    while True:
-        used = read_sockstat()["mem_bytes"]
-        if used <= baseline_bytes + SETTLE_MARGIN_BYTES or loop.time() >= deadline:
-            return used
-        await asyncio.sleep(0.25)
 
 
 async def _publish(options: LabOptions) -> None:

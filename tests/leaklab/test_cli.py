@@ -17,13 +17,16 @@ from event_service.observer import read_tcp_sockets
 
 REPORT_FILES = (
     "report.md", "index.html", "summary.json", "samples.jsonl", "settings.json",
-    "recv_q.png", "kernel_tcp_mem.png", "rss.png", "closes.png",
+    "ws-read-handler_recv_q.png", "ws-read-handler_kernel_tcp_mem.png",
+    "ws-read-handler_rss.png", "ws-read-handler_closes.png",
 )  # fmt: skip
 
 
 def lab_command(out: Path) -> list[str]:
-    """The quick default matrix, as a user would run it."""
-    return [sys.executable, "-m", "ping_client", "lab", "--quick", "--out", str(out)]
+    """The story's quick matrix, as a user would run it."""
+    return [
+        sys.executable, "-m", "leaklab", "run", "ws-read-handler", "--quick", "--out", str(out)
+    ]  # fmt: skip
 
 
 @pytest.mark.timeout(300)
@@ -47,11 +50,13 @@ def test_quick_lab_writes_report_with_expected_verdicts(tmp_path: Path) -> None:
         for c in summary["cells"]
     ]
     assert outcomes == [
-        ("off", "off", "leak"),
-        ("off", "2s/2s", "masked"),
-        ("on", "off", "healthy"),
-        ("on", "2s/2s", "healthy"),
+        ("missing", "off", "leak"),
+        ("missing", "2s/2s", "masked"),
+        ("fixed", "off", "healthy"),
+        ("fixed", "2s/2s", "healthy"),
     ]
+    assert {c["story"] for c in summary["cells"]} == {"ws-read-handler"}
+    assert all(not c["surprise"] and c["expected"] == c["verdict"] for c in summary["cells"])
     leak, masked = summary["cells"][0]["figures"], summary["cells"][1]["figures"]
     assert leak["recv_q_peak_bytes"] > 64 * 1024
     assert masked["closes"]["1011"] > 0
@@ -126,18 +131,63 @@ def test_demo_prints_the_cells_side_by_side_and_writes_the_report(tmp_path: Path
     """``make demo``'s command, in short cells: one column per cell, and the report folder."""
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "ping_client", "demo", "--duration", "3", "--clients", "4",
+        [sys.executable, "-m", "leaklab", "demo", "--duration", "3", "--clients", "4",
          "--out", str(out)],
         capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL,
         env={**os.environ, "CI": "true"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "missing vs fixed read handler" in result.stderr
+    assert "ws-read-handler: The missing WebSocket read handler" in result.stderr
     for row in ("peak Recv-Q per socket", "kernel held for service", "events lost", "verdict"):
         assert row in result.stderr
-    assert result.stderr.count("READ_HANDLER=off") >= 2
+    assert result.stderr.count("READ_HANDLER=missing") >= 2
     summary = json.loads((out / "summary.json").read_text())
     axes = [(c["settings"]["read_handler"], c["settings"]["keepalive"]) for c in summary["cells"]]
-    assert axes == [("off", "off"), ("off", "2s/2s"), ("on", "off"), ("on", "2s/2s")]
+    assert axes == [
+        ("missing", "off"), ("missing", "2s/2s"), ("fixed", "off"), ("fixed", "2s/2s")
+    ]  # fmt: skip
     assert summary["cells"][0]["verdict"] == "leak"
     assert all((out / name).stat().st_size > 0 for name in REPORT_FILES)
+
+
+def test_list_names_every_story() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "leaklab", "list"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("ws-read-handler")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "no-such-story"], "unknown story 'no-such-story'"),
+        (["run", "ws-read-handler", "--only", "colour=red"], "--only takes AXIS=V1,V2"),
+        (["run", "ws-read-handler", "--only", "ws_impl=h2"], "values among websockets-sansio"),
+        (["run", "ws-read-handler", "--duration", "1"], "--duration must be from 2"),
+    ],
+)
+def test_usage_errors_name_what_is_wrong(args: list[str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "leaklab", *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+@pytest.mark.timeout(120)
+def test_log_level_in_the_users_shell_does_not_break_a_cell(tmp_path: Path) -> None:
+    """The child service gets an explicit environment: LOG_LEVEL=warning changes nothing."""
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "leaklab", "run", "ws-read-handler", "--quick", "--duration", "3",
+         "--clients", "2", "--only", "ws_impl=wsproto", "--out", str(out)],
+        capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL,
+        env={**os.environ, "CI": "true", "LOG_LEVEL": "warning", "READ_HANDLER": "fixed"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert all(c["verdict"] != "unknown" for c in summary["cells"])
+    assert {c["settings"]["ws_impl"] for c in summary["cells"]} == {"wsproto"}
+    env = json.loads((out / "settings.json").read_text())["cells"]
+    assert all(cell["service_env"]["LOG_LEVEL"] == "info" for cell in env.values())

@@ -14,7 +14,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import Launch, eventually, kernel_server_sockets, wait_until
+from tests.conftest import Launch
+from tests.utils import eventually, kernel_server_sockets, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,0 +1,112 @@
+"""Tests of the read-handler story's matrix: which cells run, what each predicts, how each
+configures its service."""
+
+import pytest
+
+from event_service.settings import render_env, settings_from_env
+from leaklab.cli import parse_only
+from leaklab.stories.ws_read_handler import STORY
+from leaklab.stories.ws_read_handler.cell import service_settings
+from leaklab.stories.ws_read_handler.matrix import (
+    KEEPALIVE_DEFAULT,
+    KEEPALIVE_OFF,
+    KEEPALIVE_SHORT,
+    Cell,
+    build_matrix,
+    expected_verdict,
+)
+from leaklab.story import LabOptions
+
+ALL_CELLS = build_matrix(full=True) + build_matrix(quick=True)
+
+
+def test_default_matrix_is_read_handler_by_keepalive():
+    cells = build_matrix()
+    assert {(c.read_handler, c.keepalive) for c in cells} == {
+        ("missing", KEEPALIVE_OFF), ("missing", KEEPALIVE_DEFAULT),
+        ("fixed", KEEPALIVE_OFF), ("fixed", KEEPALIVE_DEFAULT),
+    }  # fmt: skip
+    assert len(cells) == 4
+    assert {(c.ws_impl, c.ping_kind) for c in cells} == {("websockets-sansio", "message")}
+    assert (KEEPALIVE_DEFAULT.interval_s, KEEPALIVE_DEFAULT.timeout_s) == (20.0, 20.0)
+
+
+def test_quick_matrix_uses_one_second_keepalive():
+    keepalives = {c.keepalive for c in build_matrix(quick=True)}
+    assert keepalives == {KEEPALIVE_OFF, KEEPALIVE_SHORT}
+    assert (KEEPALIVE_SHORT.interval_s, KEEPALIVE_SHORT.timeout_s) == (2.0, 2.0)
+
+
+def test_full_matrix_has_every_combination_once():
+    cells = build_matrix(full=True)
+    assert len(cells) == 3 * 2 * 4 == len({c.name for c in cells})
+    assert {c.ws_impl for c in cells} == {"websockets-sansio", "wsproto", "websockets"}
+    assert {c.ping_kind for c in cells} == {"message", "control"}
+    assert all("/" not in c.name for c in cells)  # names are file names
+
+
+@pytest.mark.parametrize(
+    ("cell", "verdict"),
+    [
+        (Cell("missing", KEEPALIVE_OFF), "leak"),
+        (Cell("missing", KEEPALIVE_DEFAULT), "masked"),
+        (Cell("missing", KEEPALIVE_SHORT), "masked"),
+        (Cell("fixed", KEEPALIVE_OFF), "healthy"),
+        (Cell("fixed", KEEPALIVE_DEFAULT), "healthy"),
+        (Cell("missing", KEEPALIVE_OFF, "wsproto"), "leak"),
+        (Cell("missing", KEEPALIVE_OFF, ping_kind="control"), "healthy"),
+        (Cell("missing", KEEPALIVE_DEFAULT, "websockets", "control"), "healthy"),
+    ],
+    ids=lambda v: v.name if isinstance(v, Cell) else v,
+)
+def test_expected_verdict(cell, verdict):
+    assert expected_verdict(cell) == verdict
+
+
+@pytest.mark.parametrize("cell", ALL_CELLS, ids=lambda c: c.name)
+def test_cell_settings_configure_the_service(cell):
+    """Every cell's settings survive the trip through the env and mean what the cell says."""
+    settings = settings_from_env(render_env(service_settings(cell, LabOptions())))
+    assert settings.read_handler == cell.read_handler
+    assert settings.ws_impl == cell.ws_impl
+    assert settings.ws_ping_interval_s == cell.keepalive.interval_s
+    assert settings.ws_ping_timeout_s == cell.keepalive.timeout_s
+
+
+def test_settings_are_the_cell_axes():
+    cell = Cell("fixed", KEEPALIVE_SHORT, "wsproto", "control")
+    assert cell.settings() == {
+        "read_handler": "fixed", "keepalive": "2s/2s", "ws_impl": "wsproto", "ping_kind": "control",
+    }  # fmt: skip
+
+
+def test_demo_runs_the_quick_default_matrix():
+    """The README's main command: leak, masked by short keepalive, and the fix with both."""
+    assert STORY.matrix("quick") == build_matrix(quick=True)
+    assert [(c.read_handler, c.keepalive) for c in STORY.matrix("quick")] == [
+        ("missing", KEEPALIVE_OFF), ("missing", KEEPALIVE_SHORT),
+        ("fixed", KEEPALIVE_OFF), ("fixed", KEEPALIVE_SHORT),
+    ]  # fmt: skip
+    assert [STORY.expected(c) for c in STORY.matrix("quick")] == [
+        "leak", "masked", "healthy", "healthy"
+    ]  # fmt: skip
+
+
+def test_axes_can_be_chosen_one_by_one():
+    """--only ws_impl= and ping_kind= pick those axes; READ_HANDLER x keepalive stays whole."""
+    cells = build_matrix(quick=True, ws_impls=("wsproto",), ping_kinds=("message", "control"))
+    assert len(cells) == 8
+    assert {c.ws_impl for c in cells} == {"wsproto"}
+    assert [c.ping_kind for c in cells[::4]] == ["message", "control"]
+    assert build_matrix(full=True, ws_impls=("websockets",)) == [
+        c for c in build_matrix(full=True) if c.ws_impl == "websockets"
+    ]
+
+
+def test_only_options_are_parsed_in_order_without_repeats():
+    only = parse_only(["ws_impl=wsproto, websockets,wsproto"], [STORY])
+    assert only == {"ws_impl": ("wsproto", "websockets")}
+    assert [c.ws_impl for c in STORY.matrix("quick", only)][::4] == ["wsproto", "websockets"]
+    for bad in ("ws_impl=h2", "ws_impl=", "ws_impl= , ", "colour=red", "ws_impl"):
+        with pytest.raises(ValueError, match="--only"):
+            parse_only([bad], [STORY])
