@@ -14,8 +14,10 @@ from collections.abc import Mapping
 ENV_VARS = (
     "HOST", "PORT", "READ_HANDLER", "AMQP_URL", "EVENT_RATE", "WS_IMPL", "WS_PING_INTERVAL",
     "WS_PING_TIMEOUT", "QUEUE_SIZE", "AMQP_PREFETCH", "LOG_LEVEL",
+    "WS_MAX_SIZE", "HANDSHAKE_TIMEOUT", "HTTP_IMPL",
 )  # fmt: skip
 WS_IMPLS = ("websockets-sansio", "wsproto", "websockets")
+HTTP_IMPLS = ("httptools", "h11")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 _READ_HANDLER_VALUES = {
@@ -43,6 +45,10 @@ class Settings:
     queue_size: int = 256
     amqp_prefetch: int = 64
     log_level: str = "info"
+    # Client messages are read only to be discarded: 64 KiB is plenty (uvicorn's is 16 MiB).
+    ws_max_size_bytes: int = 65536
+    handshake_timeout_s: float = 10.0
+    http_impl: str = "httptools"
 
     @property
     def read_handler_name(self) -> str:
@@ -70,6 +76,13 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         queue_size=_int(env, "QUEUE_SIZE", defaults.queue_size, low=1, high=1_000_000),
         amqp_prefetch=_int(env, "AMQP_PREFETCH", defaults.amqp_prefetch, low=1, high=65535),
         log_level=_choice(env, "LOG_LEVEL", defaults.log_level, LOG_LEVELS),
+        ws_max_size_bytes=_int(
+            env, "WS_MAX_SIZE", defaults.ws_max_size_bytes, low=1024, high=16 << 20
+        ),
+        handshake_timeout_s=_float(
+            env, "HANDSHAKE_TIMEOUT", defaults.handshake_timeout_s, low=0.1, high=3600.0
+        ),
+        http_impl=_choice(env, "HTTP_IMPL", defaults.http_impl, HTTP_IMPLS),
     )
 
 

@@ -53,6 +53,11 @@ def test_keepalive_seconds_or_off(name, raw, expected):
         ("QUEUE_SIZE", "0", "an integer from 1 to 1000000"),
         ("AMQP_PREFETCH", "65536", "an integer from 1 to 65535"),
         ("LOG_LEVEL", "trace", "debug, info, warning, error"),
+        ("WS_MAX_SIZE", "100", "an integer from 1024 to 16777216"),
+        ("WS_MAX_SIZE", "64k", "an integer from 1024 to 16777216"),
+        ("HANDSHAKE_TIMEOUT", "0", "a number from 0.1 to 3600"),
+        ("HANDSHAKE_TIMEOUT", "soon", "a number from 0.1 to 3600"),
+        ("HTTP_IMPL", "auto", "httptools, h11"),
     ],
 )
 def test_invalid_value_raises_an_error_naming_variable_and_valid_values(name, raw, valid):
@@ -77,3 +82,15 @@ def test_empty_amqp_url_selects_the_embedded_source():
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "0.0.0.0", "localhost"])
 def test_host_accepts_ip_addresses_and_localhost(host):
     assert settings_from_env({"HOST": host}).host == host
+
+
+def test_handshake_and_message_limits_default_and_parse():
+    defaults = settings_from_env({})
+    assert defaults.ws_max_size_bytes == 65536
+    assert defaults.handshake_timeout_s == 10.0
+    assert defaults.http_impl == "httptools"
+    settings = settings_from_env(
+        {"WS_MAX_SIZE": "4096", "HANDSHAKE_TIMEOUT": "2.5", "HTTP_IMPL": " H11 "}
+    )
+    assert (settings.ws_max_size_bytes, settings.handshake_timeout_s) == (4096, 2.5)
+    assert settings.http_impl == "h11"
