@@ -16,7 +16,9 @@ import socket
 import uvicorn
 
 from event_service.app import create_app, stop_sessions
+from event_service.request_head import HEAD_LIMITS
 from event_service.settings import Settings
+from event_service.uvicorn_guards import guarded_http_protocol, ws_protocol
 
 SESSION_CLOSE_TIMEOUT_S = 2.0
 GRACEFUL_SHUTDOWN_TIMEOUT_S = 3
@@ -30,7 +32,12 @@ def build_config(settings: Settings) -> uvicorn.Config:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        ws=settings.ws_impl,  # type: ignore[arg-type]
+        http=guarded_http_protocol(
+            settings.http_impl, request_timeout_s=settings.handshake_timeout_s
+        ),
+        h11_max_incomplete_event_size=HEAD_LIMITS.head_bytes,
+        ws=ws_protocol(settings.ws_impl),
+        ws_max_size=settings.ws_max_size_bytes,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
         log_level=settings.log_level,
