@@ -9,6 +9,7 @@ import sys
 
 from event_service.server import EventServer, build_config
 from event_service.settings import SettingsError, settings_from_env
+from event_service.uvicorn_guards import warn_if_unverified_uvicorn
 
 
 def main() -> None:
@@ -22,12 +23,17 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("event_service").info(
-        "starting read_handler=%s source=%s ws_impl=%s ws_ping_interval_s=%s",
+        "starting read_handler=%s source=%s ws_impl=%s ws_ping_interval_s=%s http_impl=%s "
+        "handshake_timeout_s=%g ws_max_size_bytes=%d",
         settings.read_handler,
         settings.source_name,
         settings.ws_impl,
         settings.ws_ping_interval_s,
+        settings.http_impl,
+        settings.handshake_timeout_s,
+        settings.ws_max_size_bytes,
     )
+    warn_if_unverified_uvicorn()
     # A launcher that chose the port itself passes the listening socket (LISTEN_FD).
     sockets = None if settings.listen_fd is None else [socket.socket(fileno=settings.listen_fd)]
     EventServer(build_config(settings)).run(sockets=sockets)

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocketDisconnect
 
 from event_service.admission import Refusal, bearer_token, token_matches
@@ -126,11 +127,15 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
         raise HTTPException(413, f"body larger than {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise HTTPException(413, f"body larger than {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise HTTPException(413, f"body larger than {max_bytes} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client left (or the request deadline closed it) mid-body: nobody to answer.
+        raise HTTPException(400, "client disconnected") from None
     return b"".join(chunks)
 
 

@@ -1,25 +1,40 @@
 """Running the app under uvicorn, with the WebSocket settings the lab controls.
 
-uvicorn's graceful shutdown waits for every connection and app task to end. A session
-that never reads and has nothing to send would keep it waiting for ever, so
-:class:`EventServer` first asks every session to close with 1001 and waits a moment for
-them, and ``timeout_graceful_shutdown`` bounds the rest.
+Shutdown (SIGTERM, Ctrl-C) is bounded and leaves nothing in the kernel:
+
+1. stop accepting, and ask every session to close with 1001;
+2. abort at once (RST) the connections whose transport still holds unsent bytes: their
+   client stopped reading long enough ago that the kernel's send buffer is full, so no close
+   frame can get through, and their writer is stuck in ``send()``;
+3. give the others up to ``SESSION_CLOSE_TIMEOUT_S`` to end and to have everything they
+   were sent acknowledged by the client's kernel (the kernel's send queue empty);
+4. abort whatever still has unsent bytes, then let uvicorn finish (it closes the rest).
+
+A plain close of a socket whose peer stopped reading would leave an orphan in FIN_WAIT1
+holding its whole send queue for minutes after the process exits; ``SO_LINGER`` 0 makes
+close() send a RST and free it at once. The process then exits with status 0.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
+from collections.abc import Callable
 
 import uvicorn
 
 from event_service.app import create_app, stop_sessions
+from event_service.request_head import HEAD_LIMITS
 from event_service.settings import Settings
+from event_service.transport import abort, unacked_bytes
+from event_service.uvicorn_guards import GuardedServer, guarded_http_protocol, ws_protocol
 
 SESSION_CLOSE_TIMEOUT_S = 2.0
+# uvicorn's own bound on what is left after ours (HTTP requests in flight); not reached
+# when every session has ended, which is what keeps its "Cancel N task(s)" error away.
 GRACEFUL_SHUTDOWN_TIMEOUT_S = 3
+_POLL_S = 0.05
 
 logger = logging.getLogger("event_service")
 
@@ -30,7 +45,12 @@ def build_config(settings: Settings) -> uvicorn.Config:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        ws=settings.ws_impl,  # type: ignore[arg-type]
+        http=guarded_http_protocol(
+            settings.http_impl, request_timeout_s=settings.handshake_timeout_s
+        ),
+        h11_max_incomplete_event_size=HEAD_LIMITS.head_bytes,
+        ws=ws_protocol(settings.ws_impl),
+        ws_max_size=settings.ws_max_size_bytes,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
         log_level=settings.log_level,
@@ -38,13 +58,42 @@ def build_config(settings: Settings) -> uvicorn.Config:
     )
 
 
-class EventServer(uvicorn.Server):
-    """A uvicorn server that closes WebSocket sessions with 1001 before shutting down."""
+class EventServer(GuardedServer):
+    """A uvicorn server whose shutdown closes sessions with 1001 or aborts them, in bounds."""
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self.stop_accepting()
         hub = stop_sessions(self.config.app)
-        if hub is not None and len(hub):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(hub.wait_empty(), SESSION_CLOSE_TIMEOUT_S)
-            logger.info("sessions closed remaining=%d", len(hub))
+        aborted = self._abort_where(has_buffered_bytes)
+        deadline = started + SESSION_CLOSE_TIMEOUT_S
+        while not self.force_exit and loop.time() < deadline:
+            sessions_left = hub is not None and len(hub) > 0
+            if not sessions_left and not any(map(has_unsent_bytes, self.connection_transports())):
+                break
+            await asyncio.sleep(_POLL_S)
+        aborted += self._abort_where(has_unsent_bytes)
+        logger.info(
+            "sessions closed aborted=%d remaining=%d elapsed_s=%.2f",
+            aborted,
+            len(hub) if hub is not None else 0,
+            loop.time() - started,
+        )
         await super().shutdown(sockets)
+
+    def _abort_where(self, condition: Callable[[asyncio.Transport], bool]) -> int:
+        stuck = [t for t in self.connection_transports() if condition(t)]
+        for transport in stuck:
+            abort(transport)
+        return len(stuck)
+
+
+def has_buffered_bytes(transport: asyncio.Transport) -> bool:
+    """Whether the transport holds bytes the kernel would not take: its client is stuck."""
+    return transport.get_write_buffer_size() > 0
+
+
+def has_unsent_bytes(transport: asyncio.Transport) -> bool:
+    """Whether bytes written to this connection are not yet acknowledged by the client."""
+    return transport.get_write_buffer_size() > 0 or unacked_bytes(transport) > 0

@@ -15,9 +15,10 @@ ENV_VARS = (
     "HOST", "PORT", "LISTEN_FD", "READ_HANDLER", "AMQP_URL", "EVENT_RATE", "WS_IMPL",
     "WS_PING_INTERVAL", "WS_PING_TIMEOUT", "QUEUE_SIZE", "AMQP_PREFETCH", "LOG_LEVEL",
     "MAX_SESSIONS", "SLOW_CONSUMER_BYTES", "EVENT_MAX_BYTES", "PUBLISH_RATE", "ADMIN_TOKEN",
-    "WS_TOKEN", "WS_ORIGINS",
+    "WS_TOKEN", "WS_ORIGINS", "WS_MAX_SIZE", "HANDSHAKE_TIMEOUT", "HTTP_IMPL",
 )  # fmt: skip
 WS_IMPLS = ("websockets-sansio", "wsproto", "websockets")
+HTTP_IMPLS = ("httptools", "h11")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 READ_HANDLERS = ("missing", "fixed")
@@ -60,6 +61,10 @@ class Settings:
     ws_token: str | None = dataclasses.field(default=None, repr=False)
     # None: any Origin (and none) may open /ws.
     ws_origins: frozenset[str] | None = None
+    # Client messages are read only to be discarded: 64 KiB is plenty (uvicorn's is 16 MiB).
+    ws_max_size_bytes: int = 65536
+    handshake_timeout_s: float = 10.0
+    http_impl: str = "httptools"
 
     @property
     def source_name(self) -> str:
@@ -96,6 +101,13 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         admin_token=_token(env, "ADMIN_TOKEN"),
         ws_token=_token(env, "WS_TOKEN"),
         ws_origins=_origins(env.get("WS_ORIGINS", "")),
+        ws_max_size_bytes=_int(
+            env, "WS_MAX_SIZE", defaults.ws_max_size_bytes, low=1024, high=16 << 20
+        ),
+        handshake_timeout_s=_float(
+            env, "HANDSHAKE_TIMEOUT", defaults.handshake_timeout_s, low=0.1, high=3600.0
+        ),
+        http_impl=_choice(env, "HTTP_IMPL", defaults.http_impl, HTTP_IMPLS),
     )
 
 
@@ -129,6 +141,9 @@ def render_env(settings: Settings) -> dict[str, str]:
         "ADMIN_TOKEN": settings.admin_token or "",
         "WS_TOKEN": settings.ws_token or "",
         "WS_ORIGINS": ",".join(sorted(settings.ws_origins or ())),
+        "WS_MAX_SIZE": str(settings.ws_max_size_bytes),
+        "HANDSHAKE_TIMEOUT": repr(settings.handshake_timeout_s),
+        "HTTP_IMPL": settings.http_impl,
     }
     return {name: value for name, value in env.items() if value != ""}
 

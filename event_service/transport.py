@@ -23,10 +23,19 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["TransportTap", "abort", "cap_send_buffer", "transport_of", "unsent_bytes"]
+__all__ = [
+    "TransportTap",
+    "abort",
+    "cap_send_buffer",
+    "transport_of",
+    "unacked_bytes",
+    "unsent_bytes",
+]
 
 SCOPE_KEY = "event_service.transport"
-# linux/sockios.h: bytes in the send queue not yet sent (SIOCOUTQ also counts unacked ones).
+# linux/sockios.h: SIOCOUTQ counts the send queue's bytes not yet acknowledged by the peer
+# (sent or not), SIOCOUTQNSD those not sent yet.
+SIOCOUTQ = 0x5411
 SIOCOUTQNSD = 0x894B
 
 
@@ -53,18 +62,26 @@ def transport_of(scope: Any) -> asyncio.Transport | None:
     return transport
 
 
+def _kernel_queue_bytes(transport: asyncio.Transport, request: int) -> int:
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.fileno() < 0:
+        return 0
+    buf = array.array("i", [0])
+    try:
+        fcntl.ioctl(sock.fileno(), request, buf)
+    except OSError:
+        return 0
+    return buf[0]
+
+
 def unsent_bytes(transport: asyncio.Transport) -> int:
     """Bytes written but not sent yet: the transport's buffer plus the kernel's unsent queue."""
-    total = transport.get_write_buffer_size()
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.fileno() >= 0:
-        buf = array.array("i", [0])
-        try:
-            fcntl.ioctl(sock.fileno(), SIOCOUTQNSD, buf)
-        except OSError:
-            return total
-        total += buf[0]
-    return total
+    return transport.get_write_buffer_size() + _kernel_queue_bytes(transport, SIOCOUTQNSD)
+
+
+def unacked_bytes(transport: asyncio.Transport) -> int:
+    """Bytes in the kernel's send queue that the peer has not acknowledged (sent or not)."""
+    return _kernel_queue_bytes(transport, SIOCOUTQ)
 
 
 def cap_send_buffer(transport: asyncio.Transport, size_bytes: int) -> None:

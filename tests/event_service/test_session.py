@@ -157,7 +157,7 @@ async def test_shutdown_is_bounded_when_a_writer_is_stuck_in_send(
     drop instead of 1001; the service gives the session 2 s, then uvicorn 3 s, then stops.
     """
     # A budget past what the test sends, so that the writer stays stuck instead of being
-    # closed as a slow consumer (tests/test_limits.py covers that).
+    # closed as a slow consumer (tests/event_service/test_limits.py covers that).
     service = launch(
         READ_HANDLER=read_handler, EVENT_MAX_BYTES="262144", SLOW_CONSUMER_BYTES="8388608"
     )

@@ -66,6 +66,11 @@ def test_keepalive_seconds_or_off(name, raw, expected):
         ("QUEUE_SIZE", "0", "an integer from 1 to 1000000"),
         ("AMQP_PREFETCH", "65536", "an integer from 1 to 65535"),
         ("LOG_LEVEL", "trace", "debug, info, warning, error"),
+        ("WS_MAX_SIZE", "100", "an integer from 1024 to 16777216"),
+        ("WS_MAX_SIZE", "64k", "an integer from 1024 to 16777216"),
+        ("HANDSHAKE_TIMEOUT", "0", "a number from 0.1 to 3600"),
+        ("HANDSHAKE_TIMEOUT", "soon", "a number from 0.1 to 3600"),
+        ("HTTP_IMPL", "auto", "httptools, h11"),
     ],
 )
 def test_invalid_value_raises_an_error_naming_variable_and_valid_values(name, raw, valid):
@@ -113,6 +118,9 @@ def test_rendered_settings_parse_back_to_the_same_settings():
         admin_token="a-token-of-16-chars",
         ws_token="another-token-16+",
         ws_origins=frozenset({"https://a.example", "http://b.example:8080"}),
+        ws_max_size_bytes=2048,
+        handshake_timeout_s=2.5,
+        http_impl="h11",
     )
     assert settings_from_env(render_env(settings)) == settings
     assert settings_from_env(render_env(Settings())) == Settings()
@@ -137,3 +145,15 @@ def test_session_cap_defaults_to_the_fd_limit_less_a_reserve():
     assert session_cap(Settings(), 1024) == 820
     assert session_cap(Settings(), 100) == 68
     assert session_cap(Settings(max_sessions=7), 1024) == 7
+
+
+def test_handshake_and_message_limits_default_and_parse():
+    defaults = settings_from_env({})
+    assert defaults.ws_max_size_bytes == 65536
+    assert defaults.handshake_timeout_s == 10.0
+    assert defaults.http_impl == "httptools"
+    settings = settings_from_env(
+        {"WS_MAX_SIZE": "4096", "HANDSHAKE_TIMEOUT": "2.5", "HTTP_IMPL": " H11 "}
+    )
+    assert (settings.ws_max_size_bytes, settings.handshake_timeout_s) == (4096, 2.5)
+    assert settings.http_impl == "h11"

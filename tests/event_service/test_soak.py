@@ -3,7 +3,7 @@
 200 subscribers read 20 events/s while a tenth of them reconnects every half second, in
 two equal rounds. After each round every session is gone, the service's tasks and fds are
 back at their start, and the second round costs no more memory than the first (a leak would
-grow with every round). ``SOAK_SUBSCRIBERS=1000 pytest tests/test_soak.py`` runs the
+grow with every round). ``SOAK_SUBSCRIBERS=1000 pytest tests/event_service/test_soak.py`` runs the
 1,000-subscriber version by hand.
 """
 

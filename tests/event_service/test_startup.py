@@ -29,6 +29,8 @@ pytestmark = pytest.mark.timeout(60)
         ("EVENT_RATE", "fast", "a number from 0"),
         ("AMQP_URL", "http://broker", "amqp://"),
         ("HOST", "example.com", "an IP address"),
+        ("HANDSHAKE_TIMEOUT", "0", "a number from 0.1 to 3600"),
+        ("WS_MAX_SIZE", "big", "an integer from 1024 to 16777216"),
     ],
 )
 def test_bad_setting_fails_startup_with_one_line(name: str, value: str, expected: str) -> None:
