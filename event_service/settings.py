@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from collections.abc import Mapping
 
 ENV_VARS = (
     "HOST", "PORT", "READ_HANDLER", "AMQP_URL", "EVENT_RATE", "WS_IMPL", "WS_PING_INTERVAL",
-    "WS_PING_TIMEOUT", "QUEUE_SIZE", "AMQP_PREFETCH", "LOG_LEVEL",
+    "WS_PING_TIMEOUT", "QUEUE_SIZE", "AMQP_PREFETCH", "LOG_LEVEL", "AMQP_EXCHANGE",
+    "AMQP_QUEUE_EXPIRES", "EVENT_MAX_BYTES",
 )  # fmt: skip
 WS_IMPLS = ("websockets-sansio", "wsproto", "websockets")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# AMQP names of our own: a short string of safe characters; "amq." is reserved by the broker.
+_EXCHANGE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,127}$")
 
 _READ_HANDLER_VALUES = {
     "off": False, "missing": False, "false": False, "0": False, "no": False,
@@ -43,6 +47,9 @@ class Settings:
     queue_size: int = 256
     amqp_prefetch: int = 64
     log_level: str = "info"
+    amqp_exchange: str = "events"
+    amqp_queue_expires_s: int = 300
+    event_max_bytes: int = 65536
 
     @property
     def read_handler_name(self) -> str:
@@ -70,6 +77,13 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         queue_size=_int(env, "QUEUE_SIZE", defaults.queue_size, low=1, high=1_000_000),
         amqp_prefetch=_int(env, "AMQP_PREFETCH", defaults.amqp_prefetch, low=1, high=65535),
         log_level=_choice(env, "LOG_LEVEL", defaults.log_level, LOG_LEVELS),
+        amqp_exchange=_exchange(env.get("AMQP_EXCHANGE") or defaults.amqp_exchange),
+        amqp_queue_expires_s=_int(
+            env, "AMQP_QUEUE_EXPIRES", defaults.amqp_queue_expires_s, low=10, high=86_400
+        ),
+        event_max_bytes=_int(
+            env, "EVENT_MAX_BYTES", defaults.event_max_bytes, low=256, high=16 << 20
+        ),
     )
 
 
@@ -106,6 +120,17 @@ def _amqp_url(value: str) -> str | None:
             "AMQP_URL", value, "an amqp:// or amqps:// URL, or unset for the embedded source"
         )
     return value
+
+
+def _exchange(value: str) -> str:
+    name = value.strip()
+    if not _EXCHANGE_RE.match(name) or name.startswith("amq."):
+        raise _fail(
+            "AMQP_EXCHANGE",
+            value,
+            "1-127 characters of letters, digits and _ . : -, not starting with amq.",
+        )
+    return name
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:

@@ -53,6 +53,13 @@ def test_keepalive_seconds_or_off(name, raw, expected):
         ("QUEUE_SIZE", "0", "an integer from 1 to 1000000"),
         ("AMQP_PREFETCH", "65536", "an integer from 1 to 65535"),
         ("LOG_LEVEL", "trace", "debug, info, warning, error"),
+        ("AMQP_EXCHANGE", "has space", "1-127 characters of letters, digits"),
+        ("AMQP_EXCHANGE", "amq.fanout", "not starting with amq."),
+        ("AMQP_EXCHANGE", "x" * 128, "1-127 characters"),
+        ("AMQP_QUEUE_EXPIRES", "5", "an integer from 10 to 86400"),
+        ("AMQP_QUEUE_EXPIRES", "5m", "an integer from 10 to 86400"),
+        ("EVENT_MAX_BYTES", "100", "an integer from 256 to 16777216"),
+        ("EVENT_MAX_BYTES", "64KiB", "an integer from 256 to 16777216"),
     ],
 )
 def test_invalid_value_raises_an_error_naming_variable_and_valid_values(name, raw, valid):
@@ -77,3 +84,29 @@ def test_empty_amqp_url_selects_the_embedded_source():
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "0.0.0.0", "localhost"])
 def test_host_accepts_ip_addresses_and_localhost(host):
     assert settings_from_env({"HOST": host}).host == host
+
+
+def test_broker_settings_defaults():
+    settings = settings_from_env({})
+    assert settings.amqp_exchange == "events"
+    assert settings.amqp_queue_expires_s == 300
+    assert settings.event_max_bytes == 65536
+
+
+def test_event_size_limit_default_is_the_parsers():
+    from event_service.events import MAX_EVENT_BYTES
+
+    assert Settings().event_max_bytes == MAX_EVENT_BYTES
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "expected"),
+    [
+        ({"AMQP_EXCHANGE": " orders.v2 "}, "amqp_exchange", "orders.v2"),
+        ({"AMQP_EXCHANGE": ""}, "amqp_exchange", "events"),
+        ({"AMQP_QUEUE_EXPIRES": "60"}, "amqp_queue_expires_s", 60),
+        ({"EVENT_MAX_BYTES": "1048576"}, "event_max_bytes", 1048576),
+    ],
+)
+def test_broker_settings_are_parsed(env, field, expected):
+    assert getattr(settings_from_env(env), field) == expected
