@@ -12,6 +12,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from event_service.events import InvalidEvent, InvalidSubscription, make_event, parse_subscription
 from event_service.metrics import CONTENT_TYPE, render_metrics
+from event_service.sources import READY_STATES, SourceUnavailable
 
 POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
@@ -55,7 +56,10 @@ async def publish(body: PublishRequest, request: Request) -> dict[str, Any]:
         event = make_event(body.type, body.payload)
     except InvalidEvent as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
-    await request.app.state.source.publish(event)
+    try:
+        await request.app.state.source.publish(event)
+    except SourceUnavailable as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from None
     return {"id": event.id, "type": event.type, "ts": event.ts}
 
 
@@ -73,12 +77,26 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/healthz")
 async def healthz(request: Request) -> dict[str, Any]:
-    """Answers as soon as the service is up."""
+    """Liveness: answers 200 as soon as the service is up, whatever the broker's state."""
     state = request.app.state
-    return {"status": "ok", "read_handler": state.settings.read_handler_name}
+    return {
+        "status": "ok",
+        "read_handler": state.settings.read_handler_name,
+        "broker": state.source.state,
+    }
+
+
+@router.get("/readyz")
+async def readyz(request: Request, response: Response) -> dict[str, Any]:
+    """Readiness: 200 while the source can deliver events, 503 while the broker is away."""
+    broker = request.app.state.source.state
+    ready = broker in READY_STATES
+    response.status_code = 200 if ready else 503
+    return {"status": "ready" if ready else "not ready", "broker": broker}
 
 
 async def _snapshot(request: Request) -> dict[str, Any]:
     state = request.app.state
     port = request.scope["server"][1]
-    return await state.observer.snapshot(port, state.counters, len(state.hub))
+    snapshot = await state.observer.snapshot(port, state.counters, len(state.hub))
+    return {**snapshot, "broker": state.source.state}
