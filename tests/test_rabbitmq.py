@@ -16,6 +16,7 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
 
 import aio_pika
@@ -354,7 +355,7 @@ async def broker_state(http: httpx.AsyncClient) -> tuple[str, int]:
 
 @pytest.mark.timeout(90)
 async def test_no_confirmed_event_is_lost_across_a_broker_outage(
-    exchange: str, launch: Launch
+    exchange: str, tmp_path: Path
 ) -> None:
     """Cut off from the broker for 10 s while 200 events are confirmed, with 30 deliveries
     unacked at the cut: a subscriber connected all along gets every event, in order, once
@@ -362,10 +363,20 @@ async def test_no_confirmed_event_is_lost_across_a_broker_outage(
     /healthz says down, /readyz and POST /events answer 503 meanwhile; the service logs the
     loss and the return."""
     loop = asyncio.get_running_loop()
-    with RelayThread("127.0.0.1", 5672) as relay:
-        service = launch(
-            AMQP_URL=f"amqp://guest:guest@127.0.0.1:{relay.port}/", AMQP_EXCHANGE=exchange
-        )
+    with (
+        RelayThread("127.0.0.1", 5672) as relay,
+        # Stopped before the relay closes, so that it can delete its queue through it.
+        ServiceProcess(
+            {
+                "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{relay.port}/",
+                "AMQP_EXCHANGE": exchange,
+                "AMQP_QUEUE_EXPIRES": "60",  # if the test fails half-way
+                "EVENT_RATE": "0",
+            },
+            tmp_path / "service.log",
+        ) as service,
+    ):
+        queue = instance_queue(service)
         received: list[tuple[str, float]] = []
         async with (
             subscribe(service.ws_url) as ws,
@@ -440,4 +451,4 @@ async def test_no_confirmed_event_is_lost_across_a_broker_outage(
             f"reconnected after_s={reconnected.group(1)}, refused={relay.refused}, "
             f"duplicates dropped={stats['events_duplicates']}"
         )
-        service.stop()
+    assert await queue_access(queue) == "gone"  # the same queue all along, deleted at the stop
