@@ -436,7 +436,8 @@ async def test_no_confirmed_event_is_lost_across_a_broker_outage(
         assert ids == published, f"got {len(ids)} of {len(published)}"
         assert resumed_s < 6, f"delivery resumed {resumed_s:.2f} s after the broker's return"
         assert relay.connections == 1  # one connection again, none left over
-        assert stats["events_duplicates"] == 30  # the unacked ones, redelivered and dropped
+        # The 30 unacked, redelivered and dropped (and any ack of the 20 still on its way).
+        assert 30 <= stats["events_duplicates"] <= 50
         assert (stats["events_dropped"], stats["broker_reconnects"]) == (0, 1)
         assert re.search(r"^event_service_broker_up\{.*\} 1\.0$", metrics, re.M)
         assert re.search(r"^event_service_broker_reconnects_total\{.*\} 1\.0$", metrics, re.M)
