@@ -15,6 +15,8 @@ class Counters:
     events_delivered: int = 0
     events_dropped: int = 0
     events_rejected: int = 0
+    events_duplicates: int = 0
+    broker_reconnects: int = 0
     client_messages: int = 0
     client_bytes: int = 0
     slow_consumers: int = 0

@@ -3,6 +3,11 @@
 An event is a JSON object with ``type``, ``id``, ``ts`` (publish time, Unix seconds, so
 that a subscriber can compute latency) and ``payload``. Encoding happens once per event,
 not once per subscriber.
+
+Parsing a body from outside is bounded before and while ``json`` runs: the size first, then
+the nesting depth (``json`` recurses, and a body nested 100,000 deep raises RecursionError),
+then every number literal's length (a ``ts`` of 400 digits overflows ``float``, an integer of
+5,000 digits exceeds Python's int-string limit). Every failure is an :class:`InvalidEvent`.
 """
 
 from __future__ import annotations
@@ -16,8 +21,17 @@ import uuid
 from typing import Any
 
 _TYPE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-MAX_EVENT_BYTES = 1 << 20
+MAX_EVENT_BYTES = 1 << 16
+MAX_NESTING_DEPTH = 32
+MAX_NUMBER_CHARS = 40
 MAX_SUBSCRIPTION_TYPES = 32
+
+# A JSON string, or an unterminated one up to the end: each byte is consumed once, so a body
+# of many lone quotes costs linear time. (With the closing quote required, every quote would
+# start a scan to the end: quadratic.)
+_STRING_RE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_INNERMOST_RE = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 class InvalidEvent(ValueError):
@@ -54,14 +68,16 @@ def make_event(
     return Event(type=type_, id=id_, ts=ts, payload=payload, text=text)
 
 
-def parse_event(body: bytes | str) -> Event:
-    """Parse and validate an event received from a broker; raise :class:`InvalidEvent`."""
+def parse_event(body: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> Event:
+    """Parse and validate an event received from outside; raise :class:`InvalidEvent`."""
     raw = body.encode() if isinstance(body, str) else body
-    if len(raw) > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"event larger than {MAX_EVENT_BYTES} bytes")
+    if len(raw) > max_bytes:
+        raise InvalidEvent(f"event larger than {max_bytes} bytes")
+    if is_nested_deeper(raw, MAX_NESTING_DEPTH):
+        raise InvalidEvent(f"brackets nested deeper than {MAX_NESTING_DEPTH} or unbalanced")
     try:
         text = raw.decode()
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_bounded_int, parse_float=_bounded_float)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidEvent(f"not UTF-8 JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -76,6 +92,38 @@ def parse_event(body: bytes | str) -> Event:
         raise InvalidEvent("ts must be a finite number of seconds")
     check_type(data["type"])
     return Event(type=data["type"], id=data["id"], ts=float(ts), payload=data["payload"], text=text)
+
+
+def is_nested_deeper(raw: bytes, max_depth: int) -> bool:
+    """Whether the brackets outside JSON strings nest deeper than ``max_depth`` (or do not pair).
+
+    Valid JSON always pairs its brackets; a body that does not is invalid JSON anyway. Each
+    pass removes the innermost level, in C: ``max_depth`` passes at most over the skeleton,
+    and a run of ``max_depth + 1`` openers ends the search at once.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= max_depth:
+        return False  # an upper bound, strings included: too few brackets to nest deeper
+    skeleton = _STRING_RE.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    openers_run = re.compile(rb"[\[{]{%d}" % (max_depth + 1))  # re caches the compiled form
+    for _ in range(max_depth):
+        if not skeleton:
+            return False
+        if openers_run.search(skeleton):
+            return True  # a run of openers deeper than the bound: found in one scan
+        skeleton = _INNERMOST_RE.sub(b"", skeleton)
+    return bool(skeleton)
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal) > MAX_NUMBER_CHARS:
+        raise InvalidEvent(f"number longer than {MAX_NUMBER_CHARS} characters")
+    return int(literal)
+
+
+def _bounded_float(literal: str) -> float:
+    if len(literal) > MAX_NUMBER_CHARS:
+        raise InvalidEvent(f"number longer than {MAX_NUMBER_CHARS} characters")
+    return float(literal)
 
 
 def check_type(type_: Any) -> str:

@@ -13,6 +13,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from event_service.sources import READY_STATES
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _GAUGES = (
@@ -50,7 +52,11 @@ _COUNTERS = (
     ("event_service_events_dropped", "events_dropped",
      "Events dropped because a subscriber's queue was full."),
     ("event_service_events_rejected", "events_rejected",
-     "Broker messages rejected as invalid events."),
+     "Broker messages rejected (invalid or unroutable events), dead-lettered."),
+    ("event_service_events_duplicates", "events_duplicates",
+     "Broker redeliveries dropped: their event had reached the hub before a reconnect."),
+    ("event_service_broker_reconnects", "broker_reconnects",
+     "Connections to the broker re-established after a loss."),
     ("event_service_client_messages", "client_messages", "Client messages drained and discarded."),
     ("event_service_client_bytes", "client_bytes", "Bytes of client messages drained."),
     ("event_service_slow_consumers", "slow_consumers",
@@ -74,6 +80,13 @@ class _SnapshotCollector:
             gauge = GaugeMetricFamily(name, doc, labels=labels)
             gauge.add_metric(values, snap[key])
             yield gauge
+        broker_up = GaugeMetricFamily(
+            "event_service_broker_up",
+            "1 while the event source can deliver (broker connected, or embedded), else 0.",
+            labels=labels,
+        )
+        broker_up.add_metric(values, 1 if snap["broker"] in READY_STATES else 0)
+        yield broker_up
         for name, key, doc in _HOST_GAUGES:
             gauge = GaugeMetricFamily(name, doc)
             gauge.add_metric([], snap[key])

@@ -1,7 +1,8 @@
 """``python -m event_service.publish``: publish events to RabbitMQ with publisher confirms.
 
 Publishes ``--count`` events of ``--type`` at ``--rate`` per second to the ``events`` fanout
-exchange, so that every running event service receives them. ``--count 0`` publishes until
+exchange (``--exchange``, default ``$AMQP_EXCHANGE`` or ``events``), so that every running
+event service receives them. ``--count 0`` publishes until
 interrupted (what the compose file's publisher does).
 """
 
@@ -17,7 +18,7 @@ import sys
 import aio_pika
 
 from event_service.events import InvalidEvent, check_type, make_event
-from event_service.sources.rabbitmq import connect_with_retry, declare_exchange
+from event_service.sources.rabbitmq import EXCHANGE, connect_with_retry, declare_exchange
 
 logger = logging.getLogger("event_service.publish")
 
@@ -29,6 +30,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--url",
         default=os.environ.get("AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672/",
         help="broker URL (default: $AMQP_URL or the local broker)",
+    )
+    parser.add_argument(
+        "--exchange",
+        default=os.environ.get("AMQP_EXCHANGE") or EXCHANGE,
+        help=f"fanout exchange (default: $AMQP_EXCHANGE or {EXCHANGE})",
     )
     parser.add_argument("--type", default="tick", dest="type_", help="event type (default: tick)")
     parser.add_argument("--rate", type=float, default=1.0, help="events per second (default: 1)")
@@ -50,12 +56,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args  # fmt: skip
 
 
-async def publish(url: str, type_: str, *, rate: float, count: int, size: int) -> int:
+async def publish(
+    url: str, type_: str, *, rate: float, count: int, size: int, exchange_name: str = EXCHANGE
+) -> int:
     """Publish events on a fixed schedule, each confirmed by the broker; return how many."""
     connection = await connect_with_retry(url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        exchange = await declare_exchange(channel)
+        exchange = await declare_exchange(channel, exchange_name)
         loop = asyncio.get_running_loop()
         interval_s = 1.0 / rate
         deadline = loop.time()
@@ -93,7 +101,12 @@ async def publish_until_signal(args: argparse.Namespace) -> None:
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
         published = await publish(
-            args.url, args.type_, rate=args.rate, count=args.count, size=args.size
+            args.url,
+            args.type_,
+            rate=args.rate,
+            count=args.count,
+            size=args.size,
+            exchange_name=args.exchange,
         )
     except asyncio.CancelledError:
         logger.info("stopped by SIGTERM")

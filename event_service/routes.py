@@ -16,6 +16,7 @@ from starlette.websockets import WebSocketDisconnect
 from event_service.admission import Refusal, bearer_token, token_matches
 from event_service.events import InvalidSubscription, make_event, parse_subscription
 from event_service.metrics import CONTENT_TYPE, render_metrics
+from event_service.sources import READY_STATES, SourceUnavailable
 
 POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
@@ -116,7 +117,10 @@ async def publish(request: Request) -> dict[str, Any]:
         raise HTTPException(422, str(exc)[:200]) from None
     if len(event.text) > max_bytes:
         raise HTTPException(413, f"event larger than {max_bytes} bytes")
-    await state.source.publish(event)
+    try:
+        await state.source.publish(event)
+    except SourceUnavailable as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from None
     return {"id": event.id, "type": event.type, "ts": event.ts}
 
 
@@ -153,14 +157,26 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/healthz")
 async def healthz(request: Request) -> dict[str, Any]:
-    """Answers as soon as the service is up."""
+    """Liveness: answers 200 as soon as the service is up, whatever the broker's state."""
     state = request.app.state
-    return {"status": "ok", "read_handler": state.settings.read_handler}
+    return {
+        "status": "ok",
+        "read_handler": state.settings.read_handler,
+        "broker": state.source.state,
+    }
+
+
+@router.get("/readyz")
+async def readyz(request: Request, response: Response) -> dict[str, Any]:
+    """Readiness: 200 while the source can deliver events, 503 while the broker is away."""
+    broker = request.app.state.source.state
+    ready = broker in READY_STATES
+    response.status_code = 200 if ready else 503
+    return {"status": "ready" if ready else "not ready", "broker": broker}
 
 
 async def _snapshot(request: Request) -> dict[str, Any]:
     state = request.app.state
     port = request.scope["server"][1]
     snapshot: dict[str, Any] = await state.observer.snapshot(port, state.counters, len(state.hub))
-    snapshot["max_sessions"] = state.admission.cap
-    return snapshot
+    return {**snapshot, "max_sessions": state.admission.cap, "broker": state.source.state}

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from collections.abc import Mapping
 
 ENV_VARS = (
     "HOST", "PORT", "LISTEN_FD", "READ_HANDLER", "AMQP_URL", "EVENT_RATE", "WS_IMPL",
     "WS_PING_INTERVAL", "WS_PING_TIMEOUT", "QUEUE_SIZE", "AMQP_PREFETCH", "LOG_LEVEL",
     "MAX_SESSIONS", "SLOW_CONSUMER_BYTES", "EVENT_MAX_BYTES", "PUBLISH_RATE", "ADMIN_TOKEN",
-    "WS_TOKEN", "WS_ORIGINS", "WS_MAX_SIZE", "HANDSHAKE_TIMEOUT", "HTTP_IMPL",
+    "WS_TOKEN", "WS_ORIGINS", "WS_MAX_SIZE", "HANDSHAKE_TIMEOUT", "HTTP_IMPL", "AMQP_EXCHANGE",
+    "AMQP_QUEUE_EXPIRES",
 )  # fmt: skip
 WS_IMPLS = ("websockets-sansio", "wsproto", "websockets")
 HTTP_IMPLS = ("httptools", "h11")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# AMQP names of our own: a short string of safe characters; "amq." is reserved by the broker.
+_EXCHANGE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,127}$")
 
 READ_HANDLERS = ("missing", "fixed")
 # The toggle has one name everywhere (missing / fixed); these spellings are accepted in the
@@ -65,6 +69,8 @@ class Settings:
     ws_max_size_bytes: int = 65536
     handshake_timeout_s: float = 10.0
     http_impl: str = "httptools"
+    amqp_exchange: str = "events"
+    amqp_queue_expires_s: int = 300
 
     @property
     def source_name(self) -> str:
@@ -108,6 +114,10 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
             env, "HANDSHAKE_TIMEOUT", defaults.handshake_timeout_s, low=0.1, high=3600.0
         ),
         http_impl=_choice(env, "HTTP_IMPL", defaults.http_impl, HTTP_IMPLS),
+        amqp_exchange=_exchange(env.get("AMQP_EXCHANGE") or defaults.amqp_exchange),
+        amqp_queue_expires_s=_int(
+            env, "AMQP_QUEUE_EXPIRES", defaults.amqp_queue_expires_s, low=10, high=86_400
+        ),
     )
 
 
@@ -144,6 +154,8 @@ def render_env(settings: Settings) -> dict[str, str]:
         "WS_MAX_SIZE": str(settings.ws_max_size_bytes),
         "HANDSHAKE_TIMEOUT": repr(settings.handshake_timeout_s),
         "HTTP_IMPL": settings.http_impl,
+        "AMQP_EXCHANGE": settings.amqp_exchange,
+        "AMQP_QUEUE_EXPIRES": str(settings.amqp_queue_expires_s),
     }
     return {name: value for name, value in env.items() if value != ""}
 
@@ -203,6 +215,17 @@ def _amqp_url(value: str) -> str | None:
             "AMQP_URL", value, "an amqp:// or amqps:// URL, or unset for the embedded source"
         )
     return value
+
+
+def _exchange(value: str) -> str:
+    name = value.strip()
+    if not _EXCHANGE_RE.match(name) or name.startswith("amq."):
+        raise _fail(
+            "AMQP_EXCHANGE",
+            value,
+            "1-127 characters of letters, digits and _ . : -, not starting with amq.",
+        )
+    return name
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:

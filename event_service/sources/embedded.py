@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from event_service.events import Event, make_event
 from event_service.hub import Hub
+from event_service.sources import SourceState
 
 EVENT_TYPE = "tick"
 
@@ -32,6 +33,11 @@ class EmbeddedSource:
     def __init__(self, hub: Hub, *, rate_per_s: float) -> None:
         self._hub = hub
         self._rate_per_s = rate_per_s
+
+    @property
+    def state(self) -> SourceState:
+        """Always ``embedded``: nothing to connect to, always ready."""
+        return "embedded"
 
     async def start(self) -> None:
         """Nothing to connect to."""

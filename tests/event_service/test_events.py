@@ -6,13 +6,26 @@ import pytest
 
 from event_service.events import (
     MAX_EVENT_BYTES,
+    MAX_NESTING_DEPTH,
+    MAX_NUMBER_CHARS,
     MAX_SUBSCRIPTION_TYPES,
     InvalidEvent,
     InvalidSubscription,
+    is_nested_deeper,
     make_event,
     parse_event,
     parse_subscription,
 )
+
+
+def event_body(payload_json: str, *, ts: str = "1") -> bytes:
+    """An event whose ``payload`` and ``ts`` are the given JSON text, as is."""
+    return f'{{"type":"a","id":"x","ts":{ts},"payload":{payload_json}}}'.encode()
+
+
+def nested(depth: int) -> str:
+    """A payload of ``depth`` nested arrays (the event object adds one level)."""
+    return "[" * depth + "]" * depth
 
 
 def test_make_event_encodes_once_and_parse_event_round_trips():
@@ -83,3 +96,57 @@ def test_subscription_lists_types_separated_by_commas():
 def test_bad_subscription_raises_invalid_subscription(query):
     with pytest.raises(InvalidSubscription):
         parse_subscription(query)
+
+
+def test_the_size_limit_is_a_parameter():
+    body = event_body('"' + "x" * 300 + '"')
+    assert parse_event(body, max_bytes=len(body)).payload == "x" * 300
+    with pytest.raises(InvalidEvent, match="larger than 256 bytes"):
+        parse_event(body, max_bytes=256)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested deeper"),  # RecursionError in json
+        (event_body("null", ts="1" + "0" * 399), "number longer"),  # OverflowError in float()
+        (event_body("9" * 5000), "number longer"),  # ValueError: the int-string limit
+        (event_body("1." + "5" * 5000), "number longer"),
+        (event_body("1e" + "9" * 400), "number longer"),
+    ],
+    ids=["nested-100000", "ts-400-digits", "int-5000-digits", "float-5000-digits", "exponent"],
+)
+def test_poison_bodies_raise_invalid_event_only(body, reason):
+    with pytest.raises(InvalidEvent, match=reason):
+        parse_event(body, max_bytes=1 << 20)
+
+
+def test_nesting_up_to_the_bound_is_accepted_and_one_more_level_is_not():
+    assert parse_event(event_body(nested(MAX_NESTING_DEPTH - 1))).payload is not None
+    with pytest.raises(InvalidEvent, match="nested deeper"):
+        parse_event(event_body(nested(MAX_NESTING_DEPTH)))
+
+
+def test_numbers_up_to_the_bound_are_accepted_and_longer_ones_are_not():
+    longest = "1" * MAX_NUMBER_CHARS
+    assert parse_event(event_body(longest)).payload == int(longest)
+    with pytest.raises(InvalidEvent, match="number longer"):
+        parse_event(event_body(longest + "1"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "max_depth", "deeper"),
+    [
+        (b'{"a":[[1]]}', 3, False),
+        (b'{"a":[[1]]}', 2, True),
+        (b'{"a":"[[[[[[","b":[]}', 2, False),  # brackets in strings do not count
+        (b'{"a":"\\\\","b":[[[]]]}', 3, True),  # an escaped backslash, then the string ends
+        (b'{"a":"\\"[[[[","b":1}', 1, False),  # an escaped quote does not end the string
+        (b'{"a":[[[}', 2, True),  # unbalanced: invalid JSON, refused too
+        (b"[[][[]]]", 2, True),
+        (b"[[][]][[][]]", 2, False),
+        (b'"' + b'\\"' * 1000, 1, False),  # an unterminated string runs to the end
+    ],
+)
+def test_nesting_depth_counts_brackets_outside_strings(raw, max_depth, deeper):
+    assert is_nested_deeper(raw, max_depth) is deeper

@@ -28,6 +28,7 @@ SNAPSHOT = {
     "threads": 2,
     "asyncio_tasks": 9,
     "max_sessions": 819,
+    "broker": "embedded",
     **Counters(connections_opened=5, connections_closed=2, events_dropped=7).as_dict(),
 }
 
@@ -64,3 +65,12 @@ def test_percentile_and_largest_queues_are_exported_too():
     }
     assert families["event_service_recv_queue_p99_bytes"].samples[0].value == 120_001
     assert families["event_service_send_queue_max_bytes"].samples[0].value == 300
+
+
+def test_broker_state_is_a_gauge_and_reconnects_a_counter():
+    """event_service_broker_up is 1 while events can flow (up, embedded), 0 otherwise."""
+    for broker, up in (("up", 1.0), ("embedded", 1.0), ("down", 0.0), ("connecting", 0.0)):
+        snapshot = {**SNAPSHOT, "broker": broker, "broker_reconnects": 3}
+        text = render_metrics(snapshot).decode()
+        assert f"event_service_broker_up{{{LABELS}}} {up}" in text, broker
+        assert f"event_service_broker_reconnects_total{{{LABELS}}} 3.0" in text

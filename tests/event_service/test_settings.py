@@ -71,6 +71,13 @@ def test_keepalive_seconds_or_off(name, raw, expected):
         ("HANDSHAKE_TIMEOUT", "0", "a number from 0.1 to 3600"),
         ("HANDSHAKE_TIMEOUT", "soon", "a number from 0.1 to 3600"),
         ("HTTP_IMPL", "auto", "httptools, h11"),
+        ("AMQP_EXCHANGE", "has space", "1-127 characters of letters, digits"),
+        ("AMQP_EXCHANGE", "amq.fanout", "not starting with amq."),
+        ("AMQP_EXCHANGE", "x" * 128, "1-127 characters"),
+        ("AMQP_QUEUE_EXPIRES", "5", "an integer from 10 to 86400"),
+        ("AMQP_QUEUE_EXPIRES", "5m", "an integer from 10 to 86400"),
+        ("EVENT_MAX_BYTES", "100", "an integer from 256 to 16777216"),
+        ("EVENT_MAX_BYTES", "64KiB", "an integer from 256 to 16777216"),
     ],
 )
 def test_invalid_value_raises_an_error_naming_variable_and_valid_values(name, raw, valid):
@@ -121,6 +128,8 @@ def test_rendered_settings_parse_back_to_the_same_settings():
         ws_max_size_bytes=2048,
         handshake_timeout_s=2.5,
         http_impl="h11",
+        amqp_exchange="events.test",
+        amqp_queue_expires_s=60,
     )
     assert settings_from_env(render_env(settings)) == settings
     assert settings_from_env(render_env(Settings())) == Settings()
@@ -157,3 +166,29 @@ def test_handshake_and_message_limits_default_and_parse():
     )
     assert (settings.ws_max_size_bytes, settings.handshake_timeout_s) == (4096, 2.5)
     assert settings.http_impl == "h11"
+
+
+def test_broker_settings_defaults():
+    settings = settings_from_env({})
+    assert settings.amqp_exchange == "events"
+    assert settings.amqp_queue_expires_s == 300
+    assert settings.event_max_bytes == 65536
+
+
+def test_event_size_limit_default_is_the_parsers():
+    from event_service.events import MAX_EVENT_BYTES
+
+    assert Settings().event_max_bytes == MAX_EVENT_BYTES
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "expected"),
+    [
+        ({"AMQP_EXCHANGE": " orders.v2 "}, "amqp_exchange", "orders.v2"),
+        ({"AMQP_EXCHANGE": ""}, "amqp_exchange", "events"),
+        ({"AMQP_QUEUE_EXPIRES": "60"}, "amqp_queue_expires_s", 60),
+        ({"EVENT_MAX_BYTES": "1048576"}, "event_max_bytes", 1048576),
+    ],
+)
+def test_broker_settings_are_parsed(env, field, expected):
+    assert getattr(settings_from_env(env), field) == expected

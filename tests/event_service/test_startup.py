@@ -110,7 +110,8 @@ async def test_first_broker_connect_is_retried_until_the_broker_answers(
         assert "amqp connect failed attempt=2 retry_in_s=1.0" in log
         assert "amqp connected" in log
     finally:
-        service.stop()
+        # In a thread: the relay runs on this loop, and the service deletes its queue through it.
+        await asyncio.to_thread(service.stop)
         if not starting.done():
             starting.cancel()
         if relay is not None:
