@@ -25,7 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import Launch
-from tests.test_session import open_stalled_subscriber
+from tests.event_service.test_session import open_stalled_subscriber
 from tests.utils import wait_until
 
 pytestmark = pytest.mark.timeout(90)
