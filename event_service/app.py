@@ -23,6 +23,8 @@ from event_service.settings import Settings, session_cap
 from event_service.sources import make_source
 from event_service.transport import TransportTap
 
+__all__ = ["REFUSAL_LOG_EVERY_S", "create_app", "stop_sessions"]
+
 REFUSAL_LOG_EVERY_S = 10.0
 
 logger = logging.getLogger("event_service")

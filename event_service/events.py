@@ -20,6 +20,21 @@ import time
 import uuid
 from typing import Any
 
+from event_service.errors import InvalidEvent, InvalidSubscription
+
+__all__ = [
+    "MAX_EVENT_BYTES",
+    "MAX_NESTING_DEPTH",
+    "MAX_NUMBER_CHARS",
+    "MAX_SUBSCRIPTION_TYPES",
+    "Event",
+    "check_type",
+    "is_nested_deeper",
+    "make_event",
+    "parse_event",
+    "parse_subscription",
+]
+
 _TYPE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_EVENT_BYTES = 1 << 16
 MAX_NESTING_DEPTH = 32
@@ -32,14 +47,6 @@ MAX_SUBSCRIPTION_TYPES = 32
 _STRING_RE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _INNERMOST_RE = re.compile(rb"\[\]|\{\}")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-
-
-class InvalidEvent(ValueError):
-    """A message that is not a valid event."""
-
-
-class InvalidSubscription(ValueError):
-    """A subscription query that names no valid set of event types."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from event_service.sources import READY_STATES
 
+__all__ = ["CONTENT_TYPE", "render_metrics"]
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _GAUGES = (

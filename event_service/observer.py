@@ -19,6 +19,8 @@ import psutil
 from event_service.counters import Counters
 from event_service.procfs import parse_proc_net_tcp, parse_sockstat, queue_totals, server_sockets
 
+__all__ = ["PAGE_SIZE", "PROC_NET", "Observer", "read_sockstat", "read_tcp_sockets"]
+
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PROC_NET = Path("/proc/net")
 

@@ -12,6 +12,20 @@ import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 
+__all__ = [
+    "CONNECTED_STATES",
+    "TCP_STATES",
+    "QueueTotals",
+    "TcpSocket",
+    "client_sockets",
+    "parse_proc_net_tcp",
+    "parse_sockstat",
+    "parse_tcp_mem",
+    "percentile",
+    "queue_totals",
+    "server_sockets",
+]
+
 # TCP states as numbered in include/net/tcp_states.h.
 TCP_STATES = {
     1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",

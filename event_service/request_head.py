@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from event_service.errors import HeadTooLarge
+
 __all__ = ["HEAD_LIMITS", "HeadLimits", "HeadScanner", "HeadTooLarge"]
 
 URI_TOO_LONG = 414
@@ -32,14 +34,6 @@ class HeadLimits:
 
 
 HEAD_LIMITS = HeadLimits()
-
-
-class HeadTooLarge(Exception):
-    """The request head passed a limit; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
 
 
 class HeadScanner:

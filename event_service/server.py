@@ -30,6 +30,15 @@ from event_service.settings import Settings
 from event_service.transport import abort, unacked_bytes
 from event_service.uvicorn_guards import GuardedServer, guarded_http_protocol, ws_protocol
 
+__all__ = [
+    "GRACEFUL_SHUTDOWN_TIMEOUT_S",
+    "SESSION_CLOSE_TIMEOUT_S",
+    "EventServer",
+    "build_config",
+    "has_buffered_bytes",
+    "has_unsent_bytes",
+]
+
 SESSION_CLOSE_TIMEOUT_S = 2.0
 # uvicorn's own bound on what is left after ours (HTTP requests in flight); not reached
 # when every session has ended, which is what keeps its "Cancel N task(s)" error away.

@@ -26,6 +26,19 @@ from event_service.counters import Counters
 from event_service.hub import SLOW_CODE, SLOW_REASON, Subscriber
 from event_service.transport import abort, cap_send_buffer, transport_of, unsent_bytes
 
+__all__ = [
+    "READ_HANDLERS",
+    "SHUTDOWN_CODE",
+    "SHUTDOWN_REASON",
+    "SLOW_CLOSE_GRACE_S",
+    "Handler",
+    "close_slow",
+    "drain_messages",
+    "serve_with_reader",
+    "serve_without_reader",
+    "write_events",
+]
+
 SHUTDOWN_CODE = 1001
 SHUTDOWN_REASON = "server shutting down"
 # How long a slow subscriber's close frame may take to get through before the connection is

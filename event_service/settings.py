@@ -12,6 +12,20 @@ import ipaddress
 import re
 from collections.abc import Mapping
 
+from event_service.errors import SettingsError
+
+__all__ = [
+    "ENV_VARS",
+    "HTTP_IMPLS",
+    "LOG_LEVELS",
+    "READ_HANDLERS",
+    "WS_IMPLS",
+    "Settings",
+    "render_env",
+    "session_cap",
+    "settings_from_env",
+]
+
 ENV_VARS = (
     "HOST", "PORT", "LISTEN_FD", "READ_HANDLER", "AMQP_URL", "EVENT_RATE", "WS_IMPL",
     "WS_PING_INTERVAL", "WS_PING_TIMEOUT", "QUEUE_SIZE", "AMQP_PREFETCH", "LOG_LEVEL",
@@ -32,10 +46,6 @@ _READ_HANDLER_ALIASES = {
     "missing": "missing", "off": "missing", "false": "missing", "0": "missing", "no": "missing",
     "fixed": "fixed", "on": "fixed", "true": "fixed", "1": "fixed", "yes": "fixed",
 }  # fmt: skip
-
-
-class SettingsError(ValueError):
-    """A setting has a value the service cannot run with."""
 
 
 @dataclasses.dataclass(frozen=True)

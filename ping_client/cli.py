@@ -15,6 +15,16 @@ from rich.console import Console
 from ping_client.swarm import PAYLOADS, PING_KINDS, Swarm, SwarmConfig
 from ping_client.view import LiveLine, summary_table
 
+__all__ = [
+    "config_from_args",
+    "main",
+    "run_swarm",
+    "run_until_sigterm",
+    "seconds_or_off",
+    "swarm_parser",
+    "write_json",
+]
+
 
 def seconds_or_off(value: str) -> float | None:
     """argparse type: seconds > 0, or 0 / off for none."""

@@ -21,6 +21,14 @@ from websockets.uri import WebSocketURI
 
 from ping_client.stats import SwarmStats
 
+__all__ = [
+    "CLOSE_TIMEOUT_S",
+    "MAX_EVENT_BYTES",
+    "NO_CLOSE_FRAME",
+    "WRITE_HIGH_WATER_BYTES",
+    "PingConnection",
+]
+
 CLOSE_TIMEOUT_S = 2.0
 WRITE_HIGH_WATER_BYTES = 64 * 1024
 MAX_EVENT_BYTES = 1 << 20

@@ -8,13 +8,20 @@ import os
 from pathlib import Path
 
 from event_service.procfs import parse_sockstat, parse_tcp_mem
+from ping_client.errors import UnsafeTarget
+
+__all__ = [
+    "LOOPBACK_NAMES",
+    "PAGE_SIZE",
+    "MemoryReading",
+    "check_target",
+    "is_loopback",
+    "memory_reading",
+    "read_memory",
+]
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
-
-
-class UnsafeTarget(ValueError):
-    """The swarm was aimed at a host that is not this machine's loopback."""
 
 
 def is_loopback(host: str) -> bool:

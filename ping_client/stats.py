@@ -9,6 +9,8 @@ from typing import Any
 
 from event_service.procfs import percentile
 
+__all__ = ["INTERVAL_RESERVOIR", "LATENCY_RESERVOIR", "LatencyReservoir", "SwarmStats", "summarize"]
+
 LATENCY_RESERVOIR = 50_000
 INTERVAL_RESERVOIR = 5_000
 

@@ -30,8 +30,23 @@ from websockets.uri import WebSocketURI, parse_uri
 from event_service.observer import read_sockstat, read_tcp_sockets
 from event_service.procfs import client_sockets, queue_totals, server_sockets
 from ping_client.connection import CLOSE_TIMEOUT_S, PingConnection
+from ping_client.errors import InvalidConfig
 from ping_client.safety import check_target, is_loopback, read_memory
 from ping_client.stats import SwarmStats, summarize
+
+__all__ = [
+    "KERNEL_READ_MAX_SPACING_S",
+    "KERNEL_READ_MIN_SPACING_S",
+    "KERNEL_READ_SHARE",
+    "MAX_CONNECTING",
+    "MAX_DURATION_S",
+    "PAYLOADS",
+    "PING_KINDS",
+    "TICK_S",
+    "Swarm",
+    "SwarmConfig",
+    "kernel_read_spacing_s",
+]
 
 TICK_S = 0.05
 MAX_CONNECTING = 200
@@ -71,9 +86,9 @@ class SwarmConfig:
         try:
             uri = parse_uri(self.url)
         except InvalidURI as exc:
-            raise ValueError(f"--url: {exc}") from None
+            raise InvalidConfig(f"--url: {exc}") from None
         if uri.secure:
-            raise ValueError("--url: wss:// is not supported; the lab runs on plain loopback")
+            raise InvalidConfig("--url: wss:// is not supported; the lab runs on plain loopback")
         check_target(uri.host, allow_remote=self.allow_remote)
         _check(self.clients >= 1, "--clients must be at least 1")
         _check(self.ramp_per_s > 0, "--ramp must be > 0 connections per second")
@@ -95,7 +110,7 @@ class SwarmConfig:
 
 def _check(ok: bool, message: str) -> None:
     if not ok:
-        raise ValueError(message)
+        raise InvalidConfig(message)
 
 
 class Swarm:

@@ -9,6 +9,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+__all__ = ["LiveLine", "format_bytes", "format_sample", "summary_table"]
+
 
 def format_bytes(value: float) -> str:
     """Bytes in a short human form: 512 B, 12.3 KiB, 4.0 MiB."""

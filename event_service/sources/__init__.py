@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 from event_service.counters import Counters
+from event_service.errors import SourceUnavailable
 from event_service.events import Event
 from event_service.hub import Hub
 from event_service.settings import Settings
@@ -20,10 +21,6 @@ __all__ = ["READY_STATES", "EventSource", "SourceState", "SourceUnavailable", "m
 # before the first connection; embedded: no broker at all.
 SourceState = Literal["up", "down", "connecting", "embedded"]
 READY_STATES: frozenset[SourceState] = frozenset({"up", "embedded"})
-
-
-class SourceUnavailable(RuntimeError):
-    """The source cannot publish now (the broker is away); the caller may retry later."""
 
 
 class EventSource(Protocol):

@@ -1,0 +1,24 @@
+"""The swarm's exceptions, one tree::
+
+    PingClientError          anything the swarm raises on purpose
+    ├── InvalidConfig        a swarm option has a value it cannot run with (ValueError)
+    └── UnsafeTarget         the target is not this machine's loopback (ValueError)
+
+Connection failures of single clients are counted, not raised: a swarm goes on without them.
+"""
+
+from __future__ import annotations
+
+__all__ = ["InvalidConfig", "PingClientError", "UnsafeTarget"]
+
+
+class PingClientError(Exception):
+    """Base of every exception the swarm raises on purpose."""
+
+
+class InvalidConfig(PingClientError, ValueError):
+    """A swarm option has a value the swarm cannot run with; the message names the option."""
+
+
+class UnsafeTarget(PingClientError, ValueError):
+    """The swarm was aimed at a host that is not this machine's loopback."""
