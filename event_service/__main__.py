@@ -7,8 +7,9 @@ import os
 import socket
 import sys
 
+from event_service.errors import SettingsError
 from event_service.server import EventServer, build_config
-from event_service.settings import SettingsError, settings_from_env
+from event_service.settings import settings_from_env
 from event_service.uvicorn_guards import warn_if_unverified_uvicorn
 
 

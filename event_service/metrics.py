@@ -112,5 +112,5 @@ class _SnapshotCollector:
 def render_metrics(snapshot: dict[str, Any]) -> bytes:
     """Render one snapshot in the Prometheus text exposition format."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SnapshotCollector(snapshot))  # type: ignore[arg-type]
+    registry.register(_SnapshotCollector(snapshot))
     return generate_latest(registry)

@@ -17,7 +17,13 @@ from typing import Any
 import psutil
 
 from event_service.counters import Counters
-from event_service.procfs import parse_proc_net_tcp, parse_sockstat, queue_totals, server_sockets
+from event_service.procfs import (
+    TcpSocket,
+    parse_proc_net_tcp,
+    parse_sockstat,
+    queue_totals,
+    server_sockets,
+)
 
 __all__ = ["PAGE_SIZE", "PROC_NET", "Observer", "read_sockstat", "read_tcp_sockets"]
 
@@ -25,9 +31,9 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PROC_NET = Path("/proc/net")
 
 
-def read_tcp_sockets(proc_net: Path = PROC_NET) -> list:
+def read_tcp_sockets(proc_net: Path = PROC_NET) -> list[TcpSocket]:
     """All TCP sockets of this network namespace, IPv4 and IPv6."""
-    sockets = []
+    sockets: list[TcpSocket] = []
     for name in ("tcp", "tcp6"):
         path = proc_net / name
         if path.exists():
@@ -78,5 +84,5 @@ class Observer:
         }
 
 
-def _read_kernel() -> tuple[list, dict[str, int]]:
+def _read_kernel() -> tuple[list[TcpSocket], dict[str, int]]:
     return read_tcp_sockets(), read_sockstat()

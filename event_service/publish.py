@@ -17,7 +17,8 @@ import sys
 
 import aio_pika
 
-from event_service.events import InvalidEvent, check_type, make_event
+from event_service.errors import InvalidEvent
+from event_service.events import check_type, make_event
 from event_service.sources.rabbitmq import EXCHANGE, connect_with_retry, declare_exchange
 
 logger = logging.getLogger("event_service.publish")

@@ -14,7 +14,8 @@ from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocketDisconnect
 
 from event_service.admission import Refusal, bearer_token, token_matches
-from event_service.events import InvalidSubscription, make_event, parse_subscription
+from event_service.errors import InvalidSubscription
+from event_service.events import make_event, parse_subscription
 from event_service.metrics import CONTENT_TYPE, render_metrics
 from event_service.sources import READY_STATES, SourceUnavailable
 

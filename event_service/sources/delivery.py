@@ -17,7 +17,8 @@ from typing import Protocol
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from event_service.counters import Counters
-from event_service.events import InvalidEvent, parse_event
+from event_service.errors import InvalidEvent
+from event_service.events import parse_event
 from event_service.hub import Hub
 
 __all__ = ["SETTLE_TIMEOUT_S", "Delivery", "MessageHandler", "RecentIds"]
