@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 from tests.conftest import Launch
 from tests.utils import AMQP_URL, wait_until
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.rabbitmq]
 
 
 def run_publisher(*args: str) -> subprocess.CompletedProcess[str]:

@@ -34,7 +34,7 @@ from tests.conftest import Launch
 from tests.relay import RelayThread
 from tests.utils import AMQP_URL, wait_until
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.rabbitmq]
 
 _QUEUE_RE = re.compile(r"amqp connected exchange=\S+ queue=(\S+)")
 

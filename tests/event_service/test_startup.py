@@ -77,6 +77,7 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.rabbitmq
 async def test_first_broker_connect_is_retried_until_the_broker_answers(
     tmp_path: Path,
 ) -> None:
