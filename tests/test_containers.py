@@ -36,7 +36,7 @@ from tests.conftest import Launch
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_TOOL = "docker-compose"
 PROFILES = ("--profile", "swarm", "--profile", "observability")
-MODES = {"event-service-missing": False, "event-service-fixed": True}  # read handler on?
+MODES = {"event-service-missing": "missing", "event-service-fixed": "fixed"}
 PUBLISHED = {"event-service-missing": "8001", "event-service-fixed": "8002-8004"}
 STORY_METRICS = {
     "event_service_recv_queue_bytes",
@@ -219,7 +219,7 @@ def test_event_services_have_valid_settings_in_their_mode(
     """Both services start with valid settings, in their mode, on the broker, keepalive off."""
     for name, read_handler in MODES.items():
         settings = settings_from_env({**image_env(dockerfile), **services[name]["environment"]})
-        assert settings.read_handler is read_handler, name
+        assert settings.read_handler == read_handler, name
         assert (settings.source_name, settings.ws_impl) == ("rabbitmq", "websockets-sansio")
         assert settings.ws_ping_interval_s is None and settings.ws_ping_timeout_s is None
         assert settings.host == "0.0.0.0", name
