@@ -29,9 +29,9 @@ from bench.children import SwarmProcess, cpu_seconds
 from bench.figures import median, ratio
 from bench.report import log_dir, print_table, say, write_result
 from bench.targets import TARGET_NAMES, make_target
-from event_service.procfs import percentile
 from event_service.publish import publish
 from event_service.sources.rabbitmq import declare_exchange
+from sockscope.procfs import percentile
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 

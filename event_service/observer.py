@@ -2,48 +2,23 @@
 
 Everything here is measured, not estimated: socket queues from ``/proc/net/tcp{,6}``, kernel
 TCP memory from ``/proc/net/sockstat``, RSS, fds and threads from psutil, and asyncio's own
-task list. The parsing lives in :mod:`event_service.procfs`.
+task list. The kernel is read through :mod:`sockscope`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import psutil
 
 from event_service.counters import Counters
-from event_service.procfs import (
-    TcpSocket,
-    parse_proc_net_tcp,
-    parse_sockstat,
-    queue_totals,
-    server_sockets,
-)
+from sockscope.kernel import read_sockstat, read_tcp_sockets
+from sockscope.procfs import TcpSocket, queue_totals, server_sockets
 
-__all__ = ["PAGE_SIZE", "PROC_NET", "Observer", "read_sockstat", "read_tcp_sockets"]
-
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-PROC_NET = Path("/proc/net")
-
-
-def read_tcp_sockets(proc_net: Path = PROC_NET) -> list[TcpSocket]:
-    """All TCP sockets of this network namespace, IPv4 and IPv6."""
-    sockets: list[TcpSocket] = []
-    for name in ("tcp", "tcp6"):
-        path = proc_net / name
-        if path.exists():
-            sockets.extend(parse_proc_net_tcp(path.read_text()))
-    return sockets
-
-
-def read_sockstat(proc_net: Path = PROC_NET) -> dict[str, int]:
-    """The ``TCP:`` figures of ``/proc/net/sockstat`` (host-wide ``mem`` in pages and bytes)."""
-    return parse_sockstat((proc_net / "sockstat").read_text(), PAGE_SIZE)
+__all__ = ["Observer"]
 
 
 class Observer:

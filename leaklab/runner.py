@@ -17,9 +17,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from event_service.observer import read_sockstat
 from leaklab.errors import LabError
 from leaklab.story import CellRun, CellSummary, LabOptions, Sample, Story
+from sockscope.kernel import read_sockstat
 
 __all__ = ["run_one", "run_story", "summarize", "wait_for_kernel_to_settle"]
 

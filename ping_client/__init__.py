@@ -1,1 +1,3 @@
-"""A swarm of WebSocket clients that send upstream pings, and the lab that runs experiments."""
+"""A swarm of WebSocket clients that send upstream pings and read the events pushed to them;
+``python -m ping_client`` or ``ping-swarm``. It meets the service only on a socket.
+"""

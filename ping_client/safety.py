@@ -7,8 +7,8 @@ import ipaddress
 import os
 from pathlib import Path
 
-from event_service.procfs import parse_sockstat, parse_tcp_mem
 from ping_client.errors import UnsafeTarget
+from sockscope.procfs import parse_sockstat, parse_tcp_mem
 
 __all__ = [
     "LOOPBACK_NAMES",

@@ -7,7 +7,7 @@ import random
 from collections import Counter
 from typing import Any
 
-from event_service.procfs import percentile
+from sockscope.procfs import percentile
 
 __all__ = ["INTERVAL_RESERVOIR", "LATENCY_RESERVOIR", "LatencyReservoir", "SwarmStats", "summarize"]
 

@@ -27,12 +27,12 @@ from typing import Any
 from websockets.exceptions import InvalidHandshake, InvalidURI
 from websockets.uri import WebSocketURI, parse_uri
 
-from event_service.observer import read_sockstat, read_tcp_sockets
-from event_service.procfs import client_sockets, queue_totals, server_sockets
 from ping_client.connection import CLOSE_TIMEOUT_S, PingConnection
 from ping_client.errors import InvalidConfig
 from ping_client.safety import check_target, is_loopback, read_memory
 from ping_client.stats import SwarmStats, summarize
+from sockscope.kernel import read_sockstat, read_tcp_sockets
+from sockscope.procfs import client_sockets, queue_totals, server_sockets
 
 __all__ = [
     "KERNEL_READ_MAX_SPACING_S",

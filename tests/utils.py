@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from event_service.observer import read_tcp_sockets
-from event_service.procfs import CONNECTED_STATES, TcpSocket, server_sockets
+from sockscope.kernel import read_tcp_sockets
+from sockscope.procfs import CONNECTED_STATES, TcpSocket, server_sockets
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from event_service.observer import read_tcp_sockets
+from sockscope.kernel import read_tcp_sockets
 
 REPORT_FILES = (
     "report.md", "index.html", "summary.json", "samples.jsonl", "settings.json",

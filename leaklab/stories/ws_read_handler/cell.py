@@ -21,11 +21,11 @@ import httpx
 from event_service.publish import publish
 from event_service.settings import Settings
 from leaklab.children import ServiceProcess
-from leaklab.skmem import read_skmem
 from leaklab.stories.ws_read_handler.matrix import Cell
 from leaklab.story import CellRun, LabOptions, Sample
 from ping_client.swarm import Swarm, SwarmConfig
 from sockscope.schedule import every
+from sockscope.skmem import read_skmem
 
 SAMPLE_EVERY_S = 1.0
 

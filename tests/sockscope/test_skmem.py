@@ -1,6 +1,6 @@
-"""Tests for leaklab.skmem on literal ``ss -tmnH`` output (no ss is run)."""
+"""Tests for sockscope.skmem on literal ``ss -tmnH`` output (no ss is run)."""
 
-from leaklab.skmem import parse_ss_skmem, skmem_totals
+from sockscope.skmem import parse_ss_skmem, skmem_totals
 
 # A service on port 8000: a server socket with unread data, a TIME-WAIT socket (no skmem,
 # just a tab and padding as ss writes it) and an idle server socket with data unsent.

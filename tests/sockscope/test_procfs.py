@@ -1,8 +1,8 @@
-"""Tests for event_service.procfs on literal text of /proc/net/tcp{,6} and sockstat."""
+"""Tests for sockscope.procfs on literal text of /proc/net/tcp{,6} and sockstat."""
 
 import pytest
 
-from event_service.procfs import (
+from sockscope.procfs import (
     TcpSocket,
     client_sockets,
     parse_proc_net_tcp,
