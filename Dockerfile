@@ -19,9 +19,12 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-# Then the two packages, installed without touching the dependencies again.
+# Then the packages, installed without touching the dependencies again: the service and the
+# swarm, the kernel readers below them, and the lab above them.
 COPY event_service /src/event_service
 COPY ping_client /src/ping_client
+COPY sockscope /src/sockscope
+COPY leaklab /src/leaklab
 RUN pip install --no-deps /src \
     && rm -rf /src
 
