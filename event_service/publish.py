@@ -22,6 +22,7 @@ from event_service.events import check_type, make_event
 from event_service.sources.rabbitmq import EXCHANGE, connect_with_retry, declare_exchange
 
 logger = logging.getLogger("event_service.publish")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -85,21 +86,31 @@ async def publish(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the publisher until ``--count`` events are confirmed or it is interrupted."""
+    """Run the publisher until ``--count`` events are confirmed or it is stopped by a signal."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(publish_until_signal(args))
-    except KeyboardInterrupt:
-        logger.info("interrupted")
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
+        logger.info("stopped signal=SIGINT")
 
 
 async def publish_until_signal(args: argparse.Namespace) -> None:
-    """Publish as asked; SIGTERM (``docker stop``) stops it like Ctrl-C."""
+    """Publish as asked; SIGINT (Ctrl-C) and SIGTERM (``docker stop``) stop it cleanly.
+
+    The log names the signal that stopped it.
+    """
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    received: list[str] = []
+
+    def stop(signum: signal.Signals) -> None:
+        received.append(signum.name)
+        task.cancel()
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop, signum)
     try:
         published = await publish(
             args.url,
@@ -110,8 +121,13 @@ async def publish_until_signal(args: argparse.Namespace) -> None:
             exchange_name=args.exchange,
         )
     except asyncio.CancelledError:
-        logger.info("stopped by SIGTERM")
+        if not received:
+            raise
+        logger.info("stopped signal=%s", received[0])
         return
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
     logger.info("done published=%d", published)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -46,6 +47,36 @@ async def test_publisher_command_delivers_count_events_through_the_broker(launch
     assert {e["type"] for e in events} == {event_type}
     assert len({e["id"] for e in events}) == 5
     assert service.stats()["events_received"] >= 5
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+async def test_publisher_names_the_signal_that_stopped_it(
+    launch: Launch, signum: signal.Signals
+) -> None:
+    """``--count 0`` publishes until a signal; it exits 0 and logs which signal it was."""
+    service = launch(AMQP_URL=AMQP_URL)
+    event_type = f"sig-{uuid.uuid4().hex[:8]}"
+    async with connect(f"{service.ws_url}?events={event_type}", ping_interval=None,
+                       compression=None, proxy=None) as ws:  # fmt: skip
+        await wait_until(lambda: service.stats()["connections"] == 1, timeout_s=10, what="1 sub")
+        publisher = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "event_service.publish", "--url", AMQP_URL,
+            "--type", event_type, "--rate", "20", "--count", "0",
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env={**os.environ, "AMQP_URL": ""},
+        )  # fmt: skip
+        try:
+            await asyncio.wait_for(ws.recv(), timeout=20)  # it is in its publishing loop
+            publisher.send_signal(signum)
+            _, err = await asyncio.wait_for(publisher.communicate(), timeout=15)
+        finally:
+            if publisher.returncode is None:
+                publisher.kill()
+                await publisher.wait()
+    stderr = err.decode()
+    assert publisher.returncode == 0, stderr
+    assert f"stopped signal={signum.name}" in stderr
+    assert "Traceback" not in stderr
 
 
 @pytest.mark.parametrize(
