@@ -11,11 +11,15 @@ from ping_client.errors import UnsafeTarget
 from sockscope.procfs import parse_sockstat, parse_tcp_mem
 
 __all__ = [
+    "DEFAULT_PRESSURE_SHARE",
     "LOOPBACK_NAMES",
     "PAGE_SIZE",
+    "TCP_MEM_PATH",
     "MemoryReading",
     "check_target",
+    "estimated_memory_reading",
     "is_loopback",
+    "mem_total_bytes",
     "memory_reading",
     "read_memory",
 ]
@@ -42,17 +46,33 @@ def check_target(host: str, *, allow_remote: bool) -> None:
         )
 
 
+TCP_MEM_PATH = "/proc/sys/net/ipv4/tcp_mem"
+# Linux's default tcp_mem pressure threshold is 1/16 of the memory it finds at boot
+# (tcp_init_mem in net/ipv4/tcp.c); MemTotal/16 is within a few percent of it.
+DEFAULT_PRESSURE_SHARE = 16
+
+
 @dataclasses.dataclass(frozen=True)
 class MemoryReading:
-    """Host TCP memory against the kernel's pressure threshold, in bytes."""
+    """Host TCP memory against the kernel's pressure threshold, in bytes.
+
+    ``pressure_from`` says where the threshold comes from: the kernel's ``tcp_mem``, or,
+    where this network namespace has none (a container), an estimate from ``MemTotal``.
+    """
 
     used_bytes: int
     pressure_bytes: int
+    pressure_from: str = TCP_MEM_PATH
 
     @property
     def fraction(self) -> float:
         """Used memory as a fraction of the pressure threshold."""
         return self.used_bytes / self.pressure_bytes if self.pressure_bytes else 0.0
+
+    @property
+    def is_estimate(self) -> bool:
+        """Whether the threshold is estimated, not read from ``tcp_mem``."""
+        return self.pressure_from != TCP_MEM_PATH
 
 
 def memory_reading(
@@ -64,9 +84,34 @@ def memory_reading(
     return MemoryReading(used_pages * page_size, pressure_pages * page_size)
 
 
-def read_memory(proc: Path = Path("/proc")) -> MemoryReading:
-    """Read the host's TCP memory and pressure threshold now."""
-    return memory_reading(
-        (proc / "net" / "sockstat").read_text(),
-        (proc / "sys" / "net" / "ipv4" / "tcp_mem").read_text(),
+def estimated_memory_reading(
+    sockstat_text: str, meminfo_text: str, page_size: int = PAGE_SIZE
+) -> MemoryReading:
+    """Compare sockstat's TCP ``mem`` with the kernel's default threshold, MemTotal / 16."""
+    used_pages = parse_sockstat(sockstat_text, page_size)["mem"]
+    return MemoryReading(
+        used_pages * page_size,
+        mem_total_bytes(meminfo_text) // DEFAULT_PRESSURE_SHARE,
+        f"MemTotal/{DEFAULT_PRESSURE_SHARE}, the kernel's default: "
+        f"no {TCP_MEM_PATH} in this network namespace",
     )
+
+
+def mem_total_bytes(meminfo_text: str) -> int:
+    """``MemTotal`` of ``/proc/meminfo`` in bytes (the file gives it in kB)."""
+    for line in meminfo_text.splitlines():
+        name, _, value = line.partition(":")
+        if name == "MemTotal":
+            number, *unit = value.split()
+            return int(number) * (1024 if unit == ["kB"] else 1)
+    raise ValueError("no MemTotal in /proc/meminfo")
+
+
+def read_memory(proc: Path = Path("/proc")) -> MemoryReading:
+    """Read the host's TCP memory and pressure threshold now (estimated without tcp_mem)."""
+    sockstat = (proc / "net" / "sockstat").read_text()
+    try:
+        tcp_mem = (proc / "sys" / "net" / "ipv4" / "tcp_mem").read_text()
+    except FileNotFoundError:
+        return estimated_memory_reading(sockstat, (proc / "meminfo").read_text())
+    return memory_reading(sockstat, tcp_mem)

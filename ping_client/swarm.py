@@ -11,6 +11,10 @@ the loop for about 0.1 s at 5,000 clients (10,000 sockets). So the queues are re
 often as keeps that parse under ``KERNEL_READ_SHARE`` of the time (see
 :func:`kernel_read_spacing_s`), and samples in between reuse the last figures. Host TCP memory
 (``/proc/net/sockstat``, a few lines) is read fresh for every sample.
+
+The server's sockets are visible there only when the server runs in the swarm's network
+namespace, which a loopback target implies. For any other target (another container, another
+host) the server's queue figures come from its own ``/stats`` instead, once a sample.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from websockets.uri import WebSocketURI, parse_uri
 from ping_client.connection import CLOSE_TIMEOUT_S, PingConnection
 from ping_client.errors import InvalidConfig
 from ping_client.safety import check_target, is_loopback, read_memory
+from ping_client.server_stats import ServerStats, stats_url
 from ping_client.stats import SwarmStats, summarize
 from sockscope.kernel import read_sockstat, read_tcp_sockets
 from sockscope.procfs import client_sockets, queue_totals, server_sockets
@@ -121,13 +126,20 @@ class Swarm:
         self._uri = config.validate()
         self.stats = SwarmStats(clients=config.clients)
         self.guard_message: str | None = None
+        self.guard_threshold_from: str | None = None
         self._connections: list[PingConnection] = []
         self._sending = True
         self._stop = asyncio.Event()
         self._started = time.monotonic()
         self._connected_at_end = 0
         self._is_local = is_loopback(self._uri.host)
-        self._peaks = {"server_recv_q_bytes": 0, "client_send_q_bytes": 0}
+        self._server_stats: ServerStats | None = None
+        self._server_figures: dict[str, int] = {}
+        self._server_stats_failed = False
+        self._peaks: dict[str, int | None] = {
+            "server_recv_q_bytes": None,
+            "client_send_q_bytes": None,
+        }
         self._queue_figures: dict[str, int] = {}
         self._queues_due_at = 0.0
         text_pad = b"ping " * (config.size_bytes // 5 + 1)
@@ -143,6 +155,8 @@ class Swarm:
         """Run until ``duration_s`` or :meth:`stop`; return the summary."""
         self._started = time.monotonic()
         self._guard_memory()
+        if not self._is_local:
+            self._server_stats = ServerStats(stats_url(self._uri))
         try:
             async with asyncio.TaskGroup() as tasks:
                 workers = [
@@ -157,6 +171,8 @@ class Swarm:
         finally:
             self._connected_at_end = self.stats.connected
             await self._close_all()
+            if self._server_stats is not None:
+                await self._server_stats.aclose()
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
@@ -168,12 +184,14 @@ class Swarm:
                 "config": dataclasses.asdict(self.config),
                 "connected_at_end": self._connected_at_end,
                 "tcp_mem_guard_tripped": self.guard_message,
+                "tcp_mem_guard_threshold_from": self.guard_threshold_from,
+                "server_figures_from": self._server_figures_from(),
                 **{f"{name}_peak": value for name, value in self._peaks.items()},
             },
         )
 
     def sample(self) -> dict[str, Any]:
-        """Live figures now: counters, interval latency, and kernel queues when local."""
+        """Live figures now: counters, interval latency, socket queues and TCP memory."""
         stats = self.stats
         figures: dict[str, Any] = {
             "t_s": round(time.monotonic() - self._started, 3),
@@ -189,8 +207,8 @@ class Swarm:
             "closes": {str(code): n for code, n in sorted(stats.closes.items())},
             "sending": self._sending,
         }
-        if self._is_local:
-            figures.update(self._kernel_figures())
+        figures.update(self._kernel_figures())
+        figures.update(self._server_figures)
         return figures
 
     # Tasks
@@ -262,6 +280,7 @@ class Swarm:
             self._guard_memory()
             self._run_keepalive()
             self._connections = [c for c in self._connections if not c.closed.done()]
+            await self._read_server_stats()
             if on_sample is not None:
                 on_sample(self.sample())
 
@@ -271,12 +290,20 @@ class Swarm:
         if not self._sending:
             return
         reading = read_memory()
+        if self.guard_threshold_from is None:
+            self.guard_threshold_from = reading.pressure_from
+            if reading.is_estimate:
+                logger.warning(
+                    "tcp memory guard: threshold %.0f MiB from %s",
+                    reading.pressure_bytes / 2**20,
+                    reading.pressure_from,
+                )
         if reading.fraction >= self.config.tcp_mem_guard:
             self._sending = False
             self.guard_message = (
                 f"stopped sending: host TCP memory {reading.used_bytes / 2**20:.0f} MiB is "
                 f"{reading.fraction:.0%} of the kernel's pressure threshold "
-                f"({reading.pressure_bytes / 2**20:.0f} MiB, /proc/sys/net/ipv4/tcp_mem)"
+                f"({reading.pressure_bytes / 2**20:.0f} MiB, {reading.pressure_from})"
             )
             logger.warning(self.guard_message)
 
@@ -304,16 +331,36 @@ class Swarm:
     def _read_queue_figures(self) -> dict[str, int]:
         sockets = read_tcp_sockets()
         port = self._uri.port
-        server = queue_totals(server_sockets(sockets, port))
         clients = queue_totals(client_sockets(sockets, port))
-        figures = {
-            "server_recv_q_bytes": server.recv_q_bytes,
-            "server_recv_q_max_bytes": server.recv_q_max_bytes,
-            "client_send_q_bytes": clients.send_q_bytes,
-        }
-        for name in self._peaks:
-            self._peaks[name] = max(self._peaks[name], figures[name])
+        figures = {"client_send_q_bytes": clients.send_q_bytes}
+        if self._is_local:  # else the server's sockets are not in this namespace
+            server = queue_totals(server_sockets(sockets, port))
+            figures["server_recv_q_bytes"] = server.recv_q_bytes
+            figures["server_recv_q_max_bytes"] = server.recv_q_max_bytes
+        self._raise_peaks(figures)
         return figures
+
+    async def _read_server_stats(self) -> None:
+        if self._server_stats is None:
+            return
+        figures = await self._server_stats.read()
+        if figures is None and not self._server_stats_failed:
+            self._server_stats_failed = True
+            logger.warning("server figures unknown: no answer from %s", self._server_stats.url)
+        self._server_figures = figures or {}
+        self._raise_peaks(self._server_figures)
+
+    def _raise_peaks(self, figures: dict[str, int]) -> None:
+        for name, peak in self._peaks.items():
+            if name in figures:
+                self._peaks[name] = max(peak or 0, figures[name])
+
+    def _server_figures_from(self) -> str | None:
+        if self._is_local:
+            return "kernel"
+        if self._peaks["server_recv_q_bytes"] is None or self._server_stats is None:
+            return None
+        return self._server_stats.url
 
     def _blocked_now(self) -> float:
         now = time.monotonic()

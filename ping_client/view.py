@@ -9,6 +9,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ping_client.safety import TCP_MEM_PATH
+
 __all__ = ["LiveLine", "format_bytes", "format_sample", "summary_table"]
 
 
@@ -37,6 +39,7 @@ def format_sample(sample: dict[str, Any]) -> str:
     ]
     if "server_recv_q_bytes" in sample:
         parts.append(f"server_recv_q={format_bytes(sample['server_recv_q_bytes'])}")
+    if "kernel_tcp_mem_bytes" in sample:
         parts.append(f"tcp_mem={format_bytes(sample['kernel_tcp_mem_bytes'])}")
     if not sample["sending"]:
         parts.append("[not sending]")
@@ -64,14 +67,29 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ),
         ("closes by code", _mapping(summary["closes"])),
         ("first close", f"{first['code']} after {first['after_s']:.1f} s" if first else "-"),
-        ("server Recv-Q peak", format_bytes(summary["server_recv_q_bytes_peak"])),
-        ("client Send-Q peak", format_bytes(summary["client_send_q_bytes_peak"])),
+        ("server Recv-Q peak", _server_peak(summary)),
+        ("client Send-Q peak", _bytes_or_dash(summary["client_send_q_bytes_peak"])),
     ]
+    if summary.get("tcp_mem_guard_threshold_from", TCP_MEM_PATH) != TCP_MEM_PATH:
+        rows.append(("guard threshold from", summary["tcp_mem_guard_threshold_from"]))
     if summary["tcp_mem_guard_tripped"]:
         rows.append(("guard", summary["tcp_mem_guard_tripped"]))
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _server_peak(summary: dict[str, Any]) -> str:
+    """The server's Recv-Q peak and where it was read: the kernel here, or the server's /stats."""
+    peak = summary["server_recv_q_bytes_peak"]
+    source = summary.get("server_figures_from")
+    if peak is None:
+        return "- (not visible from here)"
+    return format_bytes(peak) if source in (None, "kernel") else f"{format_bytes(peak)} ({source})"
+
+
+def _bytes_or_dash(value: int | None) -> str:
+    return "-" if value is None else format_bytes(value)
 
 
 def _mapping(values: dict[str, int]) -> str:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -100,3 +101,66 @@ async def test_client_keepalive_fails_unanswered_connections_with_1011(launch: L
     assert summary["connected_peak"] == 3
     assert summary["closes"] == {"1011": 3}
     assert summary["connected_at_end"] == 0
+
+
+def non_loopback_address() -> str | None:
+    """An address of this machine that is not loopback (the one it would send out from)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a route
+        except OSError:
+            return None
+        address: str = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+async def test_a_swarm_that_cannot_see_the_server_takes_its_recv_q_from_stats(
+    launch: Launch,
+) -> None:
+    """Aimed at a non-loopback address, the swarm reports the server's Recv-Q from /stats."""
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    service = launch(HOST=address, READ_HANDLER="off")
+    config = SwarmConfig(url=service.ws_url, clients=3, interval_s=0.05, size_bytes=4096,
+                         duration_s=3, allow_remote=True)  # fmt: skip
+    samples: list[dict] = []
+    summary = await Swarm(config).run(samples.append)
+    assert summary["server_figures_from"] == f"http://{address}:{service.port}/stats"
+    assert summary["server_recv_q_bytes_peak"] > 3 * 4096
+    assert max(s.get("server_recv_q_bytes", 0) for s in samples) > 3 * 4096
+    assert summary["client_send_q_bytes_peak"] is not None
+
+
+async def test_a_swarm_reports_unknown_server_figures_when_stats_does_not_answer() -> None:
+    """No /stats (here: nothing listens): the peak is unknown, not 0 B."""
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    with socket.create_server((address, 0)) as closed:
+        port = closed.getsockname()[1]
+    config = SwarmConfig(url=f"ws://{address}:{port}/ws", clients=1, duration_s=1.5,
+                         allow_remote=True)  # fmt: skip
+    summary = await Swarm(config).run()
+    assert summary["server_recv_q_bytes_peak"] is None
+    assert summary["server_figures_from"] is None
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare"
+)
+def test_swarm_in_a_network_namespace_without_tcp_mem_says_what_its_guard_uses(
+    tmp_path: Path,
+) -> None:
+    """In a new network namespace (as in a container) the swarm runs, with an estimated guard."""
+    out = tmp_path / "summary.json"
+    result = subprocess.run(
+        ["unshare", "--net", sys.executable, "-m", "ping_client", "--url",
+         "ws://127.0.0.1:9/ws", "--clients", "1", "--duration", "1", "--json-out", str(out)],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    line = "tcp memory guard: threshold "
+    assert result.stderr.count(line) == 1, result.stderr
+    assert "from MemTotal/16, the kernel's default: no /proc/sys/net/ipv4/tcp_mem" in result.stderr
+    assert json.loads(out.read_text())["tcp_mem_guard_threshold_from"].startswith("MemTotal/16")
