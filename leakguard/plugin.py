@@ -65,8 +65,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         # No argparse choices: pytest parses once before our hook can fix a bare option
         # followed by a path, and an invalid choice would end the run there.
         help="check that every test leaves no asyncio task, thread, child process, fd or "
-        "unread socket backlog behind: fail such tests (MODE fail, the default) or only "
-        "report them (--leak-guard=warn)",
+        "unread socket backlog behind: fail such tests (MODE fail, the default), only "
+        "report them (--leak-guard=warn), or guard marked tests only (--leak-guard=off)",
     )
     group.addoption(
         "--leak-guard-repeat",
@@ -122,8 +122,10 @@ class LeakGuard:
 
     def __init__(self, config: pytest.Config) -> None:
         self.mode = config.getoption("leak_guard")
-        if self.mode not in (None, *MODES):
-            raise pytest.UsageError(f"--leak-guard takes fail or warn, not {self.mode!r}")
+        if self.mode not in (None, "off", *MODES):
+            raise pytest.UsageError(f"--leak-guard takes fail, warn or off, not {self.mode!r}")
+        if self.mode == "off":  # after an addopts that turned it on: marked tests only
+            self.mode = None
         self.repeat: int = config.getoption("leak_guard_repeat")
         if self.repeat < 0 or self.repeat == 1:
             raise pytest.UsageError("--leak-guard-repeat takes N >= 2 (the first run warms up)")

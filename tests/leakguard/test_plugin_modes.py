@@ -35,6 +35,13 @@ def test_warn_mode_reports_without_failing(run_example: RunExample) -> None:
     )
 
 
+def test_off_on_the_command_line_wins_over_addopts(run_example: RunExample) -> None:
+    """``--leak-guard=off`` after an addopts that turned it on: only marked tests."""
+    ini = INI + "addopts = --leak-guard\n"
+    run_example(LEAKY_FILE, "--leak-guard=off", ini=ini).assert_outcomes(passed=1)
+    run_example(LEAKY_FILE, ini=ini).assert_outcomes(passed=1, errors=1)
+
+
 def test_bare_option_before_a_path_takes_no_value(run_example: RunExample) -> None:
     """``pytest --leak-guard test_example.py`` guards that file (the path is not the mode)."""
     result = run_example(LEAKY_FILE, "--leak-guard", "test_example.py")
