@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.runners
+import importlib.util
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -23,13 +24,28 @@ from typing import Any
 
 from leakguard.settle import settle
 
-__all__ = ["LoopCloseWatch", "pending_tasks", "wait_letting_loops_run"]
+__all__ = ["LoopCloseWatch", "create_process_globals", "pending_tasks", "wait_letting_loops_run"]
 
 Task = asyncio.Task[Any]
 
 # Names of asyncio's task registries across Python versions (3.11: _all_tasks; 3.12+ also
 # keeps eagerly started tasks apart).
 _REGISTRIES = ("_all_tasks", "_scheduled_tasks", "_eager_tasks")
+
+
+def create_process_globals() -> None:
+    """Create, before the first test, what event loop libraries create once per process.
+
+    libuv (under uvloop, uvicorn's default loop when installed) opens a pipe the first time
+    a loop is made and keeps it until the process exits. Made at session start, it is the
+    session's, not the leak of whichever test first started a uvloop loop.
+    """
+    if importlib.util.find_spec("uvloop") is None:
+        return
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    loop.close()
 
 
 def pending_tasks() -> list[Task]:

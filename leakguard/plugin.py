@@ -29,6 +29,7 @@ from leakguard import trace
 from leakguard.allow import DEFAULT_ALLOW
 from leakguard.findings import Growth
 from leakguard.guard import GuardHandle, ItemGuard, socket_inodes
+from leakguard.loops import create_process_globals
 from leakguard.options import (
     INI_ALLOW,
     MARKER_HELP,
@@ -142,6 +143,7 @@ class LeakGuard:
         self.session_sockets: frozenset[int] = frozenset()
         self.reported_sockets: set[int] = set()
         self.current: ItemGuard | None = None
+        self._process_globals_created = False
         self.warned: list[tuple[str, str]] = []
 
     def options_for(self, item: pytest.Item) -> GuardOptions | None:
@@ -203,6 +205,9 @@ class LeakGuard:
             yield
             pytest.fail(str(exc), pytrace=False)
         if options is not None:
+            if not self._process_globals_created:
+                create_process_globals()
+                self._process_globals_created = True
             guard = ItemGuard(item.nodeid, options, self.delays, traced=self.traced)
             item.stash[STATE] = guard
             self.current = guard

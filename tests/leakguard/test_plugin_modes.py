@@ -280,6 +280,20 @@ def test_what_the_session_owns_at_start_is_never_reported(run_example: RunExampl
     result.assert_outcomes(passed=1)
 
 
+def test_a_process_global_of_the_first_uvloop_loop_is_not_a_leak(run_example: RunExample) -> None:
+    """libuv opens one pipe for the whole process with its first loop: not the test's."""
+    source = """
+        import asyncio
+        import uvloop
+
+        def test_first_uvloop_loop():
+            loop = uvloop.new_event_loop()
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.close()
+    """
+    run_example(source, "--leak-guard").assert_outcomes(passed=1)
+
+
 def test_a_failed_test_still_reports_its_leak(run_example: RunExample) -> None:
     """A leak is reported whether or not the test itself passed."""
     source = """
