@@ -19,8 +19,9 @@ What the session owned when it started is never reported; each socket is reporte
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Generator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from _pytest.runner import runtestprotocol  # the protocol, as pytest-rerunfailures reruns it
@@ -48,6 +49,9 @@ from sockscope.fds import read_fds
 __all__ = ["LeakGuard", "leak_guard"]
 
 SECTION = "leak guard"
+# Everything the guard reads about fds, sockets and children comes from Linux's /proc.
+SUPPORTED = os.path.isdir("/proc/self/fd")
+NOT_SUPPORTED = "the leak guard reads /proc/self: it runs on Linux only"
 STATE = pytest.StashKey[ItemGuard]()
 WARNING = pytest.StashKey[str]()
 GROWTH = pytest.StashKey[tuple[Growth, ...]]()
@@ -127,6 +131,8 @@ class LeakGuard:
             raise pytest.UsageError(f"--leak-guard takes fail, warn or off, not {self.mode!r}")
         if self.mode == "off":  # after an addopts that turned it on: marked tests only
             self.mode = None
+        if self.mode is not None and not SUPPORTED:
+            raise pytest.UsageError(NOT_SUPPORTED)
         self.repeat: int = config.getoption("leak_guard_repeat")
         if self.repeat < 0 or self.repeat == 1:
             raise pytest.UsageError("--leak-guard-repeat takes N >= 2 (the first run warms up)")
@@ -153,13 +159,17 @@ class LeakGuard:
             raise ValueError("leak_guard marker: keyword arguments only")
         requested = "leak_guard" in getattr(item, "fixturenames", ())
         kwargs = dict(marker.kwargs) if marker is not None else None
-        return resolve(self.mode, kwargs, requested, self.allow)
+        options = resolve(self.mode, kwargs, requested, self.allow)
+        if options is not None and not SUPPORTED:
+            raise ValueError(NOT_SUPPORTED)
+        return options
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         """Remember the session's own sockets: their queues are never reported."""
-        self.session_sockets = frozenset(
-            fd.inode for fd in read_fds() if fd.kind == "socket" and fd.inode
-        )
+        if SUPPORTED:
+            self.session_sockets = frozenset(
+                fd.inode for fd in read_fds() if fd.kind == "socket" and fd.inode
+            )
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """Stop tracing allocations if we started it."""
@@ -179,18 +189,17 @@ class LeakGuard:
             return None
         ihook = item.ihook
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        # Torn down "up to the parent" after each extra run: the test's own fixtures go,
+        # the module's, class's and session's stay up for the next run.
+        keep_parents = cast(pytest.Item, item.parent)
         samples = []
         for _ in range(self.repeat):
-            # nextitem=item: higher-scoped fixtures stay up between the runs.
-            reports = runtestprotocol(item, nextitem=item, log=False)
+            reports = runtestprotocol(item, nextitem=keep_parents, log=False)
             if not all(report.passed for report in reports):
-                # A failure, an error or a skip: that run is the result.
-                for report in reports:
-                    ihook.pytest_runtest_logreport(report=report)
-                ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
-                return True
+                break  # a failure, an error or a skip: the logged run below shows it
             samples.append(measure())
-        item.stash[GROWTH] = tuple(growth(samples))
+        else:
+            item.stash[GROWTH] = tuple(growth(samples))
         runtestprotocol(item, nextitem=nextitem, log=True)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True

@@ -396,6 +396,44 @@ def test_repetition_catches_a_slow_leak_and_passes_a_steady_test(run_example: Ru
     result.stdout.no_fnmatch_line("*ERROR at teardown of test_steady*")
 
 
+REPEAT_FIXTURES = """
+import pytest
+
+RUNS = {"function": 0, "module": 0}
+
+@pytest.fixture(scope="module")
+def module_resource():
+    RUNS["module"] += 1
+    yield
+
+@pytest.fixture
+def function_resource(tmp_path):
+    RUNS["function"] += 1
+    with open(tmp_path / "f", "w") as f:
+        yield f
+
+class TestFirst:
+    def test_fails(self):
+        assert False
+
+class TestSecond:
+    def test_uses_fixtures(self, module_resource, function_resource):
+        pass
+
+def test_counts():
+    assert RUNS == {"function": 4, "module": 1}
+"""
+
+
+def test_repetition_reruns_the_tests_fixtures_and_keeps_the_modules(
+    run_example: RunExample,
+) -> None:
+    """Each run sets up and tears down the test's own fixtures; a module's stays up; a run
+    that fails ends the repetition and the logged run shows the failure."""
+    result = run_example(REPEAT_FIXTURES, "--leak-guard-repeat", "3")
+    result.assert_outcomes(passed=2, failed=1)
+
+
 def test_trace_shows_where_it_was_created(run_example: RunExample) -> None:
     """--leak-guard-trace: the line that created the leaked object is in the report."""
     result = run_example(LEAKY_FILE, "--leak-guard", "--leak-guard-trace")
