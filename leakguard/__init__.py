@@ -1,0 +1,3 @@
+"""A pytest plugin that fails tests which leave asyncio tasks, threads, child processes, fds
+or unread socket backlogs behind: ``pytest --leak-guard``, a marker, or a fixture.
+"""
