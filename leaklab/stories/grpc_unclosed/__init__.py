@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from leaklab.stories.grpc_unclosed.cell import run_cell
+from leaklab.stories.grpc_unclosed.cell import SERVER_FD_LIMIT, run_cell
 from leaklab.stories.grpc_unclosed.matrix import AXES, Cell, build_matrix, expected_verdict
 from leaklab.stories.grpc_unclosed.verdict import RULES, judge_cell
 from leaklab.story import CellResult, CellRun, Chart, Column, LabOptions, Sample, Scope, Verdict
@@ -97,7 +97,7 @@ class GrpcUnclosedStory:
     charts = (
         Chart("server_connections", "Server ESTABLISHED connections (its own sockets)",
               "connections", lambda s: side(s, "server", "established")),
-        Chart("server_fds", "Server open fds (its fd limit is 256)", "fds",
+        Chart("server_fds", f"Server open fds (its fd limit is {SERVER_FD_LIMIT})", "fds",
               lambda s: side(s, "server", "fds")),
         Chart("held_channels", "Channels the client holds open (0 once it exited)", "channels",
               _held),
