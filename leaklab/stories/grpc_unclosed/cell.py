@@ -27,7 +27,7 @@ from leaklab.stories.grpc_unclosed.matrix import LEAK, Cell
 from leaklab.story import CellRun, LabOptions, Sample
 from sockscope.schedule import every
 
-__all__ = ["SodaServer", "StatsReader", "run_cell"]
+__all__ = ["CellSampler", "SodaServer", "StatsReader", "run_cell"]
 
 SAMPLE_EVERY_S = 1.0
 HOST = "127.0.0.1"
@@ -230,10 +230,7 @@ async def run_cell(
     await asyncio.to_thread(server.start)
     client: ChildProcess | None = None
     try:
-        assert server.port is not None and server.pid is not None
-        server_ps = psutil.Process(server.pid)
-        fd_limit = server_ps.rlimit(psutil.RLIMIT_NOFILE)[0]  # as the kernel has it
-        address = (HOST, server.port)
+        assert server.port is not None
         client = ChildProcess(
             client_argv(cell, server.target, stats_path),
             {},
@@ -241,46 +238,16 @@ async def run_cell(
             fd_limit=CLIENT_FD_LIMIT,
         )
         await asyncio.to_thread(client.start)
-        client_pid = client.pid
-        assert client_pid is not None
-        client_ps: psutil.Process | None = psutil.Process(client_pid)
-        loop = asyncio.get_running_loop()
-        start, start_wall = loop.time(), time.time()
-        samples: list[Sample] = []
-
-        async def sample_now(phase: str, exited_at: float | None = None) -> None:
-            t_s = loop.time() - start
-            sample = await asyncio.to_thread(
-                take_sample, server_ps, client_ps, address, stats, t_s, start_wall
-            )
-            sample["fd_limit"] = fd_limit
-            sample["phase"] = phase
-            if exited_at is not None:
-                sample["since_client_exit_s"] = round(max(0.0, t_s - exited_at), 2)
-            samples.append(sample)
-            on_sample(sample)
-
-        stats = StatsReader(stats_path)
-        async for _ in every(SAMPLE_EVERY_S):
-            await sample_now("load")
-            if loop.time() - start >= load_s - 0.1:
-                break
-        await asyncio.to_thread(client.stop)  # the leaking client exits: does the server recover?
-        exited_at, client_ps = loop.time() - start, None
-        if recovery_s > 0:
-            await sample_now("recovery", exited_at)
-            async for _ in every(SAMPLE_EVERY_S):
-                if loop.time() - start >= load_s + recovery_s - 0.1:
-                    break
-                await sample_now("recovery", exited_at)
+        sampler = CellSampler(server, client, StatsReader(stats_path), on_sample)
+        samples = await sampler.run(load_s, recovery_s)
         return {
             "samples": samples,
             "processes": {
                 "server_argv": server.argv[1:],
-                "server_pid": server.pid,
-                "server_fd_limit": fd_limit,
+                "server_pid": sampler.server_pid,
+                "server_fd_limit": sampler.fd_limit,
                 "client_argv": client.argv[1:],
-                "client_pid": client_pid,
+                "client_pid": sampler.client_pid,
                 "client_fd_limit": CLIENT_FD_LIMIT,
                 "load_s": load_s,
                 "recovery_s": recovery_s,
@@ -290,3 +257,65 @@ async def run_cell(
         if client is not None:
             await asyncio.to_thread(client.stop)
         await asyncio.to_thread(server.stop)
+
+
+class CellSampler:
+    """Samples a cell's server and client once a second: the load, then the recovery."""
+
+    def __init__(
+        self,
+        server: SodaServer,
+        client: ChildProcess,
+        stats: StatsReader,
+        on_sample: Callable[[Sample], None],
+    ) -> None:
+        assert server.pid is not None and server.port is not None and client.pid is not None
+        self.server_pid, self.client_pid = server.pid, client.pid
+        try:
+            self._server = psutil.Process(server.pid)
+            self._client: psutil.Process | None = psutil.Process(client.pid)
+            self.fd_limit: int = self._server.rlimit(psutil.RLIMIT_NOFILE)[
+                0
+            ]  # as the kernel has it
+        except psutil.Error as exc:
+            raise LaunchError(f"a child exited at once: {exc}") from exc
+        self._client_process = client
+        self._address = (server.host, server.port)
+        self._stats = stats
+        self._on_sample = on_sample
+        self.samples: list[Sample] = []
+        self._start = self._start_wall = 0.0  # set when the load starts
+
+    async def run(self, load_s: float, recovery_s: float) -> list[Sample]:
+        """Sample for ``load_s``; stop the client; sample ``recovery_s`` more (if > 0)."""
+        loop = asyncio.get_running_loop()
+        self._start, self._start_wall = loop.time(), time.time()
+        async for _ in every(SAMPLE_EVERY_S):
+            await self._sample("load")
+            if self._now() >= load_s - 0.1:
+                break
+        await asyncio.to_thread(self._client_process.stop)  # does the server recover?
+        exited_at, self._client = self._now(), None
+        if recovery_s > 0:
+            await self._sample("recovery", exited_at)
+            async for _ in every(SAMPLE_EVERY_S):
+                if self._now() >= load_s + recovery_s - 0.1:
+                    break
+                await self._sample("recovery", exited_at)
+        return self.samples
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time() - self._start
+
+    async def _sample(self, phase: str, exited_at: float | None = None) -> None:
+        t_s = self._now()
+        sample = await asyncio.to_thread(
+            take_sample,
+            self._server, self._client, self._address, self._stats, t_s, self._start_wall,
+        )  # fmt: skip
+        sample["fd_limit"] = self.fd_limit
+        sample["phase"] = phase
+        if exited_at is not None:
+            sample["since_client_exit_s"] = round(max(0.0, t_s - exited_at), 2)
+        self.samples.append(sample)
+        self._on_sample(sample)
