@@ -30,6 +30,7 @@ __all__ = [
     "format_groups",
     "format_stacks",
     "group_tasks",
+    "parse_dump",
     "render_dump",
 ]
 
@@ -131,6 +132,21 @@ def render_dump(tasks: Iterable[asyncio.Future[Any]], debug: int = 1) -> str:
     tasks = list(tasks)
     body = format_stacks(tasks) if debug >= 2 else format_groups(group_tasks(tasks))
     return "\n".join([f"tasks: total {len(tasks)}", "", *body]).rstrip("\n") + "\n"
+
+
+def parse_dump(text: str) -> tuple[int | None, list[StackGroup]]:
+    """The total and the groups of a ``debug=1`` dump (what :func:`render_dump` wrote)."""
+    total: int | None = None
+    groups = []
+    for line in text.splitlines():
+        if line.startswith("tasks: total "):
+            total = int(line.removeprefix("tasks: total "))
+            continue
+        count, sep, chain = line.partition(" @ ")
+        if sep and count.isdigit():
+            links = () if chain == "?" else tuple(chain.split(SEPARATOR))
+            groups.append(StackGroup(int(count), links))
+    return total, groups
 
 
 def _code_link(obj: object) -> tuple[Frame, object, bool] | None:

@@ -12,6 +12,7 @@ from sockscope.tasks import (
     format_groups,
     format_stacks,
     group_tasks,
+    parse_dump,
     render_dump,
 )
 
@@ -167,5 +168,16 @@ async def test_dump_has_a_total_then_groups_or_stacks() -> None:
         stacks = render_dump(tasks, debug=2)
         assert stacks.startswith("tasks: total 4\n\ntask ")
         assert stacks.count("Event.wait") == 4
+    finally:
+        await cancel(tasks)
+
+
+async def test_a_dump_parses_back_into_its_groups() -> None:
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    event = asyncio.Event()
+    tasks = await parked(*(outer(queue) for _ in range(2)), wait_for_event(event))
+    try:
+        assert parse_dump(render_dump(tasks)) == (3, group_tasks(tasks))
+        assert parse_dump("garbage\n") == (None, [])
     finally:
         await cancel(tasks)
