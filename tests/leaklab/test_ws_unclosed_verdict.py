@@ -32,6 +32,7 @@ def sample(
     requests: int | None = None,
     stopped_at: float | None = None,
     answers: bool = True,
+    opened: int | None = None,
 ) -> dict[str, Any]:
     """One second of a cell: the service holds ``held`` sessions at 1 fd and 2 tasks each."""
     fds = min(BASE_FDS + held, LIMIT)
@@ -49,7 +50,7 @@ def sample(
         "healthz": healthz,
         "client": None if t_s == 0 else {
             "requests": requests if requests is not None else int(150 * t_s),
-            "opened": held, "held": held, "closed": 0, "closed_by_server": 0,
+            "opened": held if opened is None else opened, "held": held, "closed": 0, "closed_by_server": 0,
             "failed": failed or {}, "first_failure_s": None,
         },
     }  # fmt: skip
@@ -84,8 +85,8 @@ def closed(noise: bool = False) -> list[dict[str, Any]]:
     """A client that closes each connection: 0 to 2 open at a time, fds jitter."""
     return [
         sample(0, 0, running=False),
-        *(sample(t, t % 3 if noise else 0) for t in range(1, 5)),
-        sample(5, 0, running=False, stopped_at=4.5),
+        *(sample(t, t % 3 if noise else 0, opened=150 * t) for t in range(1, 5)),
+        sample(5, 0, running=False, stopped_at=4.5, opened=600),
     ]
 
 
@@ -136,7 +137,7 @@ def test_a_failed_health_check_below_the_limit_is_noise_not_a_freeze():
 def test_a_client_that_closes_or_reuses_is_healthy():
     verdict, reason = judge(cell_figures(closed(noise=True), LIMIT))
     assert verdict == "healthy"
-    assert "at most 2 open at once; service fds +2" in reason
+    assert "750 requests over 600 connections, 2 held at most; service fds +2" in reason
     assert cell_figures(closed(), LIMIT)["fds_per_connection"] is None  # too few to say
 
 

@@ -26,6 +26,11 @@ def _per_connection(figures: dict[str, Any]) -> str:
     return f"+{fds or 0:.1f} fd, +{tasks or 0:.1f} tasks"
 
 
+def _sessions(figures: dict[str, Any]) -> str:
+    failed = figures["stats_failed"]
+    return f"{figures['sessions_peak']}" + (f", then /stats failed {failed} s" if failed else "")
+
+
 def _recovery(figures: dict[str, Any]) -> str:
     recovery = figures["recovery_s"]
     return "not by the end" if recovery is None else f"{recovery:.1f} s"
@@ -61,7 +66,7 @@ class UnclosedStory:
         Column("held by client, peak", lambda f: str(f["held_peak"])),
         Column("service fds: start, peak (limit)",
                lambda f: f"{f['fds_base']}, {f['fds_peak']} ({f['fd_limit']})"),
-        Column("sessions, peak", lambda f: str(f["sessions_peak"])),
+        Column("sessions, peak (/stats)", _sessions),
         Column("asyncio tasks, peak", lambda f: str(f["tasks_peak"])),
         Column("ESTABLISHED, peak", lambda f: str(f["established_peak"])),
         Column("service cost per connection", _per_connection),

@@ -163,9 +163,9 @@ def judge(figures: dict[str, Any]) -> tuple[Verdict, str]:
     )
     if growth < LEAK_MIN_FDS:
         return "healthy", (
-            f"healthy: {figures['requests']} requests over {figures['opened']} connections, "
-            f"at most {figures['held_peak']} open at once; service fds +{growth}; /healthz "
-            f"answered {healthz}"
+            f"healthy: {figures['requests']} requests over {figures['opened']} "
+            f"connection{'s' if figures['opened'] != 1 else ''}, {figures['held_peak']} held "
+            f"at most; service fds +{growth}; /healthz answered {healthz}"
         )
     if frozen:
         recovery = figures["recovery_s"]
