@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, WebSocket
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
@@ -18,6 +19,7 @@ from event_service.errors import InvalidSubscription
 from event_service.events import make_event, parse_subscription
 from event_service.metrics import CONTENT_TYPE, render_metrics
 from event_service.sources import READY_STATES, SourceUnavailable
+from sockscope.taskdump import render_dump
 
 POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
@@ -154,6 +156,13 @@ async def stats(request: Request) -> dict[str, Any]:
 async def metrics(request: Request) -> Response:
     """The same figures in Prometheus text format."""
     return Response(render_metrics(await _snapshot(request)), media_type=CONTENT_TYPE)
+
+
+@router.get("/debug/tasks", dependencies=[Depends(require_admin)])
+async def debug_tasks(debug: int = Query(1, ge=1, le=2)) -> PlainTextResponse:
+    """Live asyncio tasks grouped by the coroutines they await, largest group first
+    (``debug=1``, as Go's goroutine profile), or every task's await chain (``debug=2``)."""
+    return PlainTextResponse(render_dump(asyncio.all_tasks(), debug))
 
 
 @router.get("/healthz")

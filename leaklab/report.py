@@ -1,7 +1,9 @@
 """The report folder of a lab run: report.md, summary.json, samples, settings, charts, HTML.
 
 One section per story: its cells in a table of the story's columns, its verdict rules quoted
-from the story's module (so the docs cannot drift from the code), its charts.
+from the story's module (so the docs cannot drift from the code), what each cell says beyond
+its row (optional figures ``notes``, a list of sentences, and ``task_groups``, the top lines
+of the service's task dump), its charts.
 """
 
 from __future__ import annotations
@@ -38,6 +40,40 @@ def table_rows(story: Story, entries: Sequence[CellSummary]) -> list[list[str]]:
     return rows
 
 
+def cell_notes(entries: Sequence[CellSummary]) -> list[tuple[str, list[str], list[str]]]:
+    """(label, notes, task groups) of the cells that have either, in order."""
+    found = []
+    for entry in entries:
+        notes = list(entry["figures"].get("notes") or [])
+        groups = list(entry["figures"].get("task_groups") or [])
+        if notes or groups:
+            found.append((entry["label"], notes, groups))
+    return found
+
+
+def _markdown_notes(entries: Sequence[CellSummary]) -> list[str]:
+    lines = []
+    for label, notes, groups in cell_notes(entries):
+        lines += [f"**{label}**", "", *(f"- {note}" for note in notes)]
+        if notes and groups:
+            lines.append("")
+        if groups:
+            lines += ["Top asyncio task groups (`GET /debug/tasks`):", "", "```", *groups, "```"]
+        lines.append("")
+    return lines
+
+
+def _html_notes(entries: Sequence[CellSummary]) -> str:
+    parts = []
+    for label, notes, groups in cell_notes(entries):
+        parts.append(f"<p><strong>{html.escape(label)}</strong></p>")
+        if notes:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+        if groups:
+            parts.append(f"<pre>{html.escape(chr(10).join(groups))}</pre>")
+    return "\n".join(parts)
+
+
 def _markdown_table(rows: list[list[str]]) -> list[str]:
     return [
         "| " + " | ".join(rows[0]) + " |",
@@ -64,6 +100,7 @@ def markdown_report(run: dict[str, Any], results: Sequence[StoryResults]) -> str
             "",
             *_markdown_table(table_rows(story, entries)),
             "",
+            *_markdown_notes(entries),
             f"Verdicts come from the samples by fixed rules (the story's module): {story.rules}.",
             "",
             f"Charts: {charts}.",
@@ -94,6 +131,7 @@ def html_report(
             "<tr>" + "".join(f"<td>{html.escape(c.replace('**', ''))}</td>" for c in row) + "</tr>"
             for row in rows[1:]
         )
+        notes = _html_notes([entry for entry, _ in cells])
         images = "".join(
             f'<figure><img alt="{path.stem}" src="data:image/png;base64,'
             f'{base64.b64encode(path.read_bytes()).decode()}"></figure>'
@@ -101,7 +139,7 @@ def html_report(
         )
         sections.append(
             f"<h2>{html.escape(story.title)} (<code>{html.escape(story.name)}</code>)</h2>\n"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n{notes}"
             f"<p>Verdicts come from the samples by fixed rules: "
             f"{html.escape(story.rules.replace('**', ''))}.</p>\n{images}"
         )

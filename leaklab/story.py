@@ -159,6 +159,7 @@ class Story(Protocol):
 # Story name -> module that defines ``STORY``; imported only when chosen.
 STORIES = {
     "ws-read-handler": "leaklab.stories.ws_read_handler",
+    "ws-unclosed": "leaklab.stories.ws_unclosed",
     "grpc-unclosed": "leaklab.stories.grpc_unclosed",
 }
 

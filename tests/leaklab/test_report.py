@@ -148,3 +148,25 @@ def test_html_is_self_contained(report):
     assert len(images) == len(CHARTS)
     assert all(base64.b64decode(image).startswith(PNG) for image in images)
     assert "masked (surprise)" in page
+
+
+def test_cells_task_groups_and_notes_are_quoted_under_the_table(tmp_path):
+    """The last task dump a cell sampled, and its notes, follow the story's table."""
+    groups = ["tasks: total 45", "40 @ run_asgi > ... > write_events > _send_events > next"]
+    leaky = [*samples(16_384)]
+    leaky[-1] = {**leaky[-1], "task_groups": groups}
+    summary = entry(CELLS[0][0], leaky)
+    assert summary["figures"]["task_groups"] == groups
+    summary["figures"]["notes"] = ["service log: nothing past start-up"]
+    plain = entry(*CELLS[1])
+    assert plain["figures"]["task_groups"] is None
+    run = run_info("python -m leaklab run ws-read-handler", LabOptions(), "2025-01-02 03:04:05")
+    write_report(tmp_path, {**run, "interrupted": False}, [(STORY, [(summary, leaky)])])
+    text = (tmp_path / "report.md").read_text()
+    table_end = text.index("\n\n", text.index("| READ_HANDLER"))
+    quoted = text.index("```\ntasks: total 45\n40 @ run_asgi > ... > write_events")
+    assert table_end < quoted < text.index("Verdicts come from the samples")
+    assert "- service log: nothing past start-up" in text
+    page = (tmp_path / "index.html").read_text()
+    assert "<pre>tasks: total 45\n40 @ run_asgi &gt; ... &gt; write_events" in page
+    assert "<li>service log: nothing past start-up</li>" in page

@@ -15,6 +15,7 @@ from leaklab.stories.ws_read_handler.cell import run_cell
 from leaklab.stories.ws_read_handler.matrix import AXES, Cell, build_matrix, expected_verdict
 from leaklab.stories.ws_read_handler.verdict import RULES, figure, judge_cell
 from leaklab.story import CellResult, CellRun, Chart, Column, LabOptions, Sample, Scope, Verdict
+from leaklab.taskdump import last_task_groups
 from ping_client.view import format_bytes
 
 MIB = 1024 * 1024
@@ -86,8 +87,10 @@ class ReadHandlerStory:
         return await run_cell(cell, options, logs, on_sample)
 
     def judge(self, cell: Cell, samples: Sequence[Sample]) -> CellResult:
-        """The figures and the verdict of the rules in :mod:`.verdict`."""
-        return judge_cell(samples, data_messages=cell.ping_kind == "message")
+        """The figures and the verdict of the rules in :mod:`.verdict`, and the task dump."""
+        result = judge_cell(samples, data_messages=cell.ping_kind == "message")
+        result["figures"]["task_groups"] = last_task_groups(samples)
+        return result
 
     def live(self, sample: Sample) -> str:
         """connected, server Recv-Q, kernel TCP memory, RSS and closes, on one line."""

@@ -23,6 +23,7 @@ from event_service.settings import Settings
 from leaklab.children import ServiceProcess
 from leaklab.stories.ws_read_handler.matrix import Cell
 from leaklab.story import CellRun, LabOptions, Sample
+from leaklab.taskdump import fetch_task_groups
 from ping_client.swarm import Swarm, SwarmConfig
 from sockscope.schedule import every
 from sockscope.skmem import read_skmem
@@ -155,6 +156,8 @@ async def take_sample(swarm: Swarm, service: ServiceProcess, http: httpx.AsyncCl
     with contextlib.suppress(httpx.HTTPError, ValueError):
         stats = (await http.get("/stats")).raise_for_status().json()
         sample["server"] = {name: stats[name] for name in SERVER_FIGURES}
+    if (task_groups := await fetch_task_groups(http)) is not None:
+        sample["task_groups"] = task_groups  # what piles up, quoted at the end of the cell
     assert service.port is not None
     skmem = await asyncio.to_thread(read_skmem, service.port)
     if skmem is not None:
