@@ -18,7 +18,8 @@ tests/event_service/test_uvicorn_guards.py): the protocol methods ``connection_m
 ``connection_lost``, ``handle_websocket_upgrade``, ``on_response_complete``,
 ``_unset_keepalive_if_required`` and the attributes ``transport``, ``loop``, ``cycle`` of
 ``H11Protocol`` and ``HttpToolsProtocol``; ``conn`` (h11) and ``on_message_complete``
-(httptools); ``conn`` and ``handshake_initiated`` of ``WebSocketsSansIOProtocol``; and
+(httptools); ``conn``, ``handshake_initiated``, ``handshake_complete`` and ``send`` of
+``WebSocketsSansIOProtocol``; and
 ``Server.servers``, ``Server.server_state.connections`` (protocols with a ``transport``),
 ``Server._captured_signals``.
 """
@@ -227,6 +228,14 @@ class _WebSocketsSansIO(WebSocketsSansIOProtocol):
             reply = b"".join(self.conn.data_to_send())
             self.transport.write(reply or plain_response(400, "invalid WebSocket handshake"))
             self.transport.close()
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # A denial (the session cap's 503, a 401 or 403) answers the handshake; uvicorn 0.54
+            # still logs "ASGI callable returned without completing handshake." at ERROR for
+            # each one (Kludex/uvicorn#3138), a flood at the cap.
+            self.handshake_complete = True
 
 
 def ws_protocol(ws_impl: str) -> str | type[asyncio.Protocol]:
