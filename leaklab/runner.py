@@ -23,7 +23,7 @@ from sockscope.kernel import read_sockstat
 
 __all__ = ["run_one", "run_story", "summarize", "wait_for_kernel_to_settle"]
 
-SETTLE_TIMEOUT_S = 10.0
+SETTLE_TIMEOUT_S = 3.0
 SETTLE_MARGIN_BYTES = 1 << 20
 
 logger = logging.getLogger("leaklab")
