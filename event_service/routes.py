@@ -19,7 +19,7 @@ from event_service.errors import InvalidSubscription
 from event_service.events import make_event, parse_subscription
 from event_service.metrics import CONTENT_TYPE, render_metrics
 from event_service.sources import READY_STATES, SourceUnavailable
-from sockscope.taskdump import render_dump
+from sockscope.tasks import render_dump
 
 POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011

@@ -107,10 +107,11 @@ def _task_lines(tasks: Iterable[TaskLeak]) -> list[str]:
         groups = group_stacks(leak.stack for leak in leaks)
         width = max(len(str(group.count)) for group in groups)
         for group in groups:
-            location = group.example.frames[0].location if group.example.frames else None
+            example = group.example  # always set by group_stacks (None only in a parsed dump)
+            location = example.frames[0].location if example and example.frames else None
             details = "; ".join(part for part in (location, where) if part)
             lines.append(f"{INDENT}{group.format(width)}  ({details})")
-            lines += _created(created.get(group.example, ()))
+            lines += _created(created.get(example, ()) if example else ())
     return lines
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import httpx
 
 from leaklab.story import Sample
-from sockscope.taskdump import format_groups, parse_dump
+from sockscope.tasks import format_groups, parse_dump
 
 __all__ = ["TOP_GROUPS", "fetch_task_groups", "last_task_groups", "quote_dump"]
 
