@@ -159,6 +159,7 @@ class Story(Protocol):
 # Story name -> module that defines ``STORY``; imported only when chosen.
 STORIES = {
     "ws-read-handler": "leaklab.stories.ws_read_handler",
+    "http-keepalive": "leaklab.stories.http_keepalive",
 }
 
 
