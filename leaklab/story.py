@@ -161,6 +161,7 @@ STORIES = {
     "ws-read-handler": "leaklab.stories.ws_read_handler",
     "ws-unclosed": "leaklab.stories.ws_unclosed",
     "grpc-unclosed": "leaklab.stories.grpc_unclosed",
+    "http-keepalive": "leaklab.stories.http_keepalive",
 }
 
 
