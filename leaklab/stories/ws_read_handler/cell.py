@@ -24,8 +24,9 @@ from leaklab.children import ServiceProcess
 from leaklab.stories.ws_read_handler.matrix import Cell
 from leaklab.story import CellRun, LabOptions, Sample
 from ping_client.swarm import Swarm, SwarmConfig
+from sockscope.diag import socket_totals
+from sockscope.netlink import read_sockets
 from sockscope.schedule import every
-from sockscope.skmem import read_skmem
 
 SAMPLE_EVERY_S = 1.0
 
@@ -129,7 +130,7 @@ async def _sample_every_second(
 
 
 async def take_sample(swarm: Swarm, service: ServiceProcess, http: httpx.AsyncClient) -> Sample:
-    """Client figures from the swarm, server figures from /stats, skmem from ``ss -tm``."""
+    """Client figures from the swarm, server figures from /stats, skmem from sock_diag."""
     client = swarm.sample()
     first_close = swarm.stats.first_close
     sample: Sample = {
@@ -156,9 +157,13 @@ async def take_sample(swarm: Swarm, service: ServiceProcess, http: httpx.AsyncCl
         stats = (await http.get("/stats")).raise_for_status().json()
         sample["server"] = {name: stats[name] for name in SERVER_FIGURES}
     assert service.port is not None
-    skmem = await asyncio.to_thread(read_skmem, service.port)
-    if skmem is not None:
-        sample.update(skmem)
+    # The service's sockets by their exact local address and port, never the port alone.
+    server_end = (service.settings.host, service.port)
+    with contextlib.suppress(OSError):
+        server = socket_totals(await asyncio.to_thread(read_sockets, local=server_end))
+        sample["skmem_r_bytes"] = server.skmem_r_bytes
+        sample["skmem_t_bytes"] = server.skmem_t_bytes
+        sample["skmem_sockets"] = server.sockets
     return sample
 
 
