@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import socket
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -157,10 +158,13 @@ async def take_sample(swarm: Swarm, service: ServiceProcess, http: httpx.AsyncCl
         stats = (await http.get("/stats")).raise_for_status().json()
         sample["server"] = {name: stats[name] for name in SERVER_FIGURES}
     assert service.port is not None
-    # The service's sockets by their exact local address and port, never the port alone.
+    # The service's sockets by their exact local address and port, never the port alone;
+    # of the one address family its listener has (ServiceProcess binds it so).
     server_end = (service.settings.host, service.port)
+    family = socket.AF_INET6 if ":" in service.settings.host else socket.AF_INET
     with contextlib.suppress(OSError):
-        server = socket_totals(await asyncio.to_thread(read_sockets, local=server_end))
+        table = await asyncio.to_thread(read_sockets, local=server_end, families=(family,))
+        server = socket_totals(table)
         sample["skmem_r_bytes"] = server.skmem_r_bytes
         sample["skmem_t_bytes"] = server.skmem_t_bytes
         sample["skmem_sockets"] = server.sockets
