@@ -1,4 +1,4 @@
-"""``python -m bench [fanout|latency|swarm|idle|all] [--quick]``."""
+"""``python -m bench [fanout|latency|swarm|idle|sockets|all] [--quick]``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from bench.report import say
 from bench.subscribers import raise_fd_limit
 
-BENCHMARKS = ("fanout", "latency", "swarm", "idle")
+BENCHMARKS = ("fanout", "latency", "swarm", "idle", "sockets")
 
 
 def main(argv: list[str] | None = None) -> int:

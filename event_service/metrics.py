@@ -22,7 +22,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _GAUGES = (
     ("event_service_connections", "connections", "WebSocket sessions registered in the hub."),
     ("event_service_sockets", "sockets",
-     "Connected TCP sockets on the service's port (HTTP ones, this scrape's included)."),
+     "Connected TCP sockets the service holds on its port, by the inodes of its fds "
+     "(HTTP ones, this scrape's included)."),
     ("event_service_recv_queue_bytes", "recv_q_bytes",
      "Sum of Recv-Q over the service's connected sockets (unread client bytes in the kernel)."),
     ("event_service_recv_queue_max_bytes", "recv_q_max_bytes", "Largest Recv-Q of one socket."),
@@ -31,6 +32,22 @@ _GAUGES = (
     ("event_service_send_queue_bytes", "send_q_bytes",
      "Sum of Send-Q over the service's connected sockets."),
     ("event_service_send_queue_max_bytes", "send_q_max_bytes", "Largest Send-Q of one socket."),
+    ("event_service_socket_receive_memory_bytes", "skmem_r_bytes",
+     "Kernel memory holding received, unread data, summed over the service's sockets "
+     "(skmem r, rmem_alloc: truesize, overhead included)."),
+    ("event_service_socket_receive_memory_max_bytes", "skmem_r_max_bytes",
+     "Largest receive memory of one socket (skmem r)."),
+    ("event_service_socket_receive_buffer_bytes", "skmem_rb_bytes",
+     "Receive buffer limits summed over the service's sockets (skmem rb, rcvbuf)."),
+    ("event_service_socket_receive_buffer_max_bytes", "skmem_rb_max_bytes",
+     "Largest receive buffer limit of one socket (skmem rb)."),
+    ("event_service_socket_send_memory_bytes", "skmem_w_bytes",
+     "Kernel memory of the send queues summed over the service's sockets "
+     "(skmem w, wmem_queued: unsent and unacknowledged data)."),
+    ("event_service_socket_send_memory_max_bytes", "skmem_w_max_bytes",
+     "Largest send queue memory of one socket (skmem w)."),
+    ("event_service_sockets_read_seconds", "sockets_read_s",
+     "Time this scrape's reading of the service's sockets took (netlink and fds)."),
     ("process_resident_memory_bytes", "rss_bytes", "Resident memory size in bytes."),
     ("process_open_fds", "open_fds", "Number of open file descriptors."),
     ("process_threads", "threads", "Number of OS threads."),

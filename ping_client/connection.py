@@ -66,6 +66,12 @@ class PingConnection(asyncio.Protocol):
         return self._protocol.state is OPEN
 
     @property
+    def peer(self) -> tuple[str, int] | None:
+        """The server's address and port as the kernel connected us, once connected."""
+        peername = None if self._transport is None else self._transport.get_extra_info("peername")
+        return (peername[0], peername[1]) if peername else None
+
+    @property
     def is_blocked(self) -> bool:
         """Whether our write buffer is above its high-water mark (send would block)."""
         return self.paused_at is not None

@@ -6,11 +6,14 @@ connections up at ``ramp_per_s``, a ticker that sends each client's ping once pe
 checks the host's TCP memory, runs client keepalive, and reports a sample. The run stops by
 itself after ``duration_s``, and every connection is closed before :meth:`Swarm.run` returns.
 
-A sample's socket queues come from parsing every row of ``/proc/net/tcp{,6}``, which blocks
-the loop for about 0.1 s at 5,000 clients (10,000 sockets). So the queues are re-read only as
-often as keeps that parse under ``KERNEL_READ_SHARE`` of the time (see
-:func:`kernel_read_spacing_s`), and samples in between reuse the last figures. Host TCP memory
-(``/proc/net/sockstat``, a few lines) is read fresh for every sample.
+A sample's socket queues come from netlink sock_diag (:mod:`sockscope.netlink`), filtered in
+the kernel: the swarm's own client sockets (by the inodes of its fds, whatever their source
+address) and the server's sockets (by the exact address and port the clients are connected
+to), never by port number alone. The read blocks the loop for a few milliseconds per
+thousand clients, so the queues are re-read only as often as keeps it under
+``KERNEL_READ_SHARE`` of the time (see :func:`kernel_read_spacing_s`), and samples in
+between reuse the last figures. Host TCP memory (``/proc/net/sockstat``, a few lines) is
+read fresh for every sample.
 
 The server's sockets are visible there only when the server runs in the swarm's network
 namespace, which a loopback target implies. For any other target (another container, another
@@ -36,8 +39,9 @@ from ping_client.errors import InvalidConfig
 from ping_client.safety import check_target, is_loopback, read_memory
 from ping_client.server_stats import ServerStats, stats_url
 from ping_client.stats import SwarmStats, summarize
-from sockscope.kernel import read_sockstat, read_tcp_sockets
-from sockscope.procfs import client_sockets, queue_totals, server_sockets
+from sockscope.diag import socket_totals
+from sockscope.kernel import read_sockstat
+from sockscope.netlink import read_own_sockets, read_sockets
 
 __all__ = [
     "KERNEL_READ_MAX_SPACING_S",
@@ -329,12 +333,12 @@ class Swarm:
         return {**self._queue_figures, "kernel_tcp_mem_bytes": read_sockstat()["mem_bytes"]}
 
     def _read_queue_figures(self) -> dict[str, int]:
-        sockets = read_tcp_sockets()
-        port = self._uri.port
-        clients = queue_totals(client_sockets(sockets, port))
+        # Ours by inode; the server's by the exact address our connections reached.
+        clients = socket_totals(read_own_sockets(remote=(None, self._uri.port), skmem=False))
         figures = {"client_send_q_bytes": clients.send_q_bytes}
-        if self._is_local:  # else the server's sockets are not in this namespace
-            server = queue_totals(server_sockets(sockets, port))
+        server_end = next((c.peer for c in self._connections if c.peer is not None), None)
+        if self._is_local and server_end is not None:  # else not in this namespace
+            server = socket_totals(read_sockets(local=server_end, skmem=False))
             figures["server_recv_q_bytes"] = server.recv_q_bytes
             figures["server_recv_q_max_bytes"] = server.recv_q_max_bytes
         self._raise_peaks(figures)

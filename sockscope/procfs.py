@@ -4,6 +4,10 @@ These functions take the text of the files and return plain data, so they are te
 literal text. The numbers are the ones ``ss -tn`` shows: the ``tx_queue:rx_queue`` column is
 Send-Q:Recv-Q in bytes. On a LISTEN socket those two columns mean the accept backlog, which is
 why :func:`queue_totals` looks at connected sockets only.
+
+The rows carry ports, not addresses: a port number does not identify a socket (another
+process's client can have the same number on another address). To find a process's sockets,
+use :mod:`sockscope.netlink` (exact addresses, or this process's inodes).
 """
 
 from __future__ import annotations
@@ -17,13 +21,11 @@ __all__ = [
     "TCP_STATES",
     "QueueTotals",
     "TcpSocket",
-    "client_sockets",
     "parse_proc_net_tcp",
     "parse_sockstat",
     "parse_tcp_mem",
     "percentile",
     "queue_totals",
-    "server_sockets",
 ]
 
 # TCP states as numbered in include/net/tcp_states.h.
@@ -109,16 +111,6 @@ def queue_totals(sockets: Iterable[TcpSocket]) -> QueueTotals:
         send_q_max_bytes=send_max,
         states=states,
     )
-
-
-def server_sockets(sockets: Iterable[TcpSocket], port: int) -> list[TcpSocket]:
-    """The sockets a server on ``port`` holds: those whose local port is ``port``."""
-    return [sock for sock in sockets if sock.local_port == port]
-
-
-def client_sockets(sockets: Iterable[TcpSocket], port: int) -> list[TcpSocket]:
-    """The sockets of clients connected to ``port``: those whose remote port is ``port``."""
-    return [sock for sock in sockets if sock.remote_port == port]
 
 
 def parse_sockstat(text: str, page_size: int) -> dict[str, int]:

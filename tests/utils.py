@@ -3,20 +3,94 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
+import re
+import subprocess
 import time
 from collections.abc import Callable
 
 import pytest
 
-from sockscope.kernel import read_tcp_sockets
-from sockscope.procfs import CONNECTED_STATES, TcpSocket, server_sockets
+from sockscope.diag import DiagSocket
+from sockscope.netlink import read_sockets
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
+# ss names states its own way.
+SS_STATES = {
+    "ESTAB": "ESTABLISHED", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECV",
+    "FIN-WAIT-1": "FIN_WAIT1", "FIN-WAIT-2": "FIN_WAIT2", "TIME-WAIT": "TIME_WAIT",
+    "UNCONN": "CLOSE", "CLOSE-WAIT": "CLOSE_WAIT", "LAST-ACK": "LAST_ACK", "LISTEN": "LISTEN",
+    "CLOSING": "CLOSING",
+}  # fmt: skip
+_SS_SKMEM_RE = re.compile(r"skmem:\(([^)]*)\)")
+_SS_FIELD_RE = re.compile(r"([a-z_]+?)(\d+)")
 
-def kernel_server_sockets(port: int) -> list[TcpSocket]:
-    """The service's connected sockets (as ``ss -t`` lists them) in the kernel now."""
-    return [s for s in server_sockets(read_tcp_sockets(), port) if s.state in CONNECTED_STATES]
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SsSocket:
+    """One socket as ``ss -tmnHe`` prints it: the independent witness of the kernel figures."""
+
+    state: str
+    recv_q_bytes: int
+    send_q_bytes: int
+    local: str  # as ss prints it: 127.0.0.1:8000, [::1]:8000
+    remote: str
+    inode: int
+    skmem: dict[str, int]  # r, rb, t, tb, f, w, o, bl, d
+
+
+def parse_ss(text: str, state: str = "") -> list[SsSocket]:
+    """Parse ``ss -tmnHe`` output: a socket line, then (indented) its ``skmem:(...)``.
+
+    Asked for one state only, ss leaves the state column out: ``state`` is that state.
+    """
+    found: list[SsSocket] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if line[0].isspace() and found:  # the previous socket's continuation
+            match = _SS_SKMEM_RE.search(line)
+            if match:
+                fields = (_SS_FIELD_RE.fullmatch(f) for f in match.group(1).split(","))
+                found[-1].skmem.update({m.group(1): int(m.group(2)) for m in fields if m})
+            continue
+        words = line.split()
+        if words[0].isdigit():
+            words.insert(0, state)
+        inode = re.search(r"\bino:(\d+)", line)
+        found.append(
+            SsSocket(
+                state=SS_STATES.get(words[0], words[0]),
+                recv_q_bytes=int(words[1]),
+                send_q_bytes=int(words[2]),
+                local=words[3],
+                remote=words[4],
+                inode=int(inode.group(1)) if inode else 0,
+                skmem={},
+            )
+        )
+    return found
+
+
+def ss_sockets(*filter_words: str) -> list[SsSocket]:
+    """``ss -tmnHe`` run now with this filter (``state connected src 127.0.0.1:80`` ...)."""
+    result = subprocess.run(
+        ["ss", "-tmnHe", *filter_words], capture_output=True, text=True, check=True, timeout=10
+    )
+    states = [word for before, word in itertools.pairwise(filter_words) if before == "state"]
+    only = states[0].upper() if len(states) == 1 else ""
+    return parse_ss(result.stdout, state=only)
+
+
+def kernel_server_sockets(port: int, host: str = "127.0.0.1") -> list[DiagSocket]:
+    """The service's connected sockets (as ``ss -t`` lists them) in the kernel now.
+
+    By the exact local address and port: another process's socket may have the same port
+    number on another address.
+    """
+    return read_sockets(local=(host, port), skmem=False).sockets()
 
 
 async def eventually(

@@ -20,6 +20,13 @@ SNAPSHOT = {
     "recv_q_p99_bytes": 128000,
     "send_q_bytes": 512,
     "send_q_max_bytes": 512,
+    "skmem_r_bytes": 270_000,
+    "skmem_r_max_bytes": 260_000,
+    "skmem_rb_bytes": 3 * 131072,
+    "skmem_rb_max_bytes": 131072,
+    "skmem_w_bytes": 4608,
+    "skmem_w_max_bytes": 4608,
+    "sockets_read_s": 0.0012,
     "kernel_tcp_mem_pages": 87,
     "kernel_tcp_mem_bytes": 87 * 4096,
     "kernel_tcp": {"inuse": 11, "orphan": 0, "tw": 4, "alloc": 14},
@@ -74,3 +81,22 @@ def test_broker_state_is_a_gauge_and_reconnects_a_counter():
         text = render_metrics(snapshot).decode()
         assert f"event_service_broker_up{{{LABELS}}} {up}" in text, broker
         assert f"event_service_broker_reconnects_total{{{LABELS}}} 3.0" in text
+
+
+def test_socket_kernel_memory_is_exported_as_sum_and_largest():
+    """skmem r, rb and w of /stats become receive memory, receive buffer and send memory."""
+    families = {
+        f.name: f for f in text_string_to_metric_families(render_metrics(SNAPSHOT).decode())
+    }
+    expected = {
+        "event_service_socket_receive_memory_bytes": 270_000,
+        "event_service_socket_receive_memory_max_bytes": 260_000,
+        "event_service_socket_receive_buffer_bytes": 3 * 131072,
+        "event_service_socket_receive_buffer_max_bytes": 131072,
+        "event_service_socket_send_memory_bytes": 4608,
+        "event_service_socket_send_memory_max_bytes": 4608,
+        "event_service_sockets_read_seconds": 0.0012,
+    }
+    for name, value in expected.items():
+        [sample] = families[name].samples
+        assert (sample.value, sample.labels["read_handler"]) == (value, "missing"), name

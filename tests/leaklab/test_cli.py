@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sockscope.kernel import read_tcp_sockets
+from sockscope.netlink import read_sockets
 
 REPORT_FILES = (
     "report.md", "index.html", "summary.json", "samples.jsonl", "settings.json",
@@ -92,7 +92,7 @@ def test_interrupted_lab_leaves_no_process_or_listener(tmp_path: Path) -> None:
         assert lab.stderr is not None
         lab.stderr.close()
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
-    assert not [s for s in read_tcp_sockets() if s.local_port == port and s.state == "LISTEN"]
+    assert not read_sockets(local=("127.0.0.1", port), states={"LISTEN"}).sockets()
 
 
 def wait_for_service_child(pid: int, timeout_s: float) -> tuple[int, int]:

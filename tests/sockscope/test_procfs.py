@@ -4,13 +4,11 @@ import pytest
 
 from sockscope.procfs import (
     TcpSocket,
-    client_sockets,
     parse_proc_net_tcp,
     parse_sockstat,
     parse_tcp_mem,
     percentile,
     queue_totals,
-    server_sockets,
 )
 
 # Service on 127.0.0.1:8000 (0x1F40): LISTEN with 5 connections waiting in the accept backlog,
@@ -54,7 +52,8 @@ def test_parse_reads_ipv6_rows():
 
 
 def test_queue_totals_ignore_listen_and_time_wait():
-    totals = queue_totals(server_sockets(parse_proc_net_tcp(TCP) + parse_proc_net_tcp(TCP6), 8000))
+    rows = parse_proc_net_tcp(TCP) + parse_proc_net_tcp(TCP6)
+    totals = queue_totals(s for s in rows if s.local_port == 8000)  # one service on the rows
     assert totals.sockets == 3
     assert totals.recv_q_bytes == 128000 + 100 + 8192
     assert (totals.recv_q_max_bytes, totals.send_q_bytes, totals.send_q_max_bytes) == (
@@ -69,12 +68,6 @@ def test_queue_totals_p99_is_nearest_rank():
     sockets = [TcpSocket(8000, 50000 + n, "ESTABLISHED", 0, n, n) for n in range(1, 101)]
     totals = queue_totals(sockets)
     assert (totals.recv_q_p99_bytes, totals.recv_q_max_bytes) == (99, 100)
-
-
-def test_server_and_client_sockets_filter_by_local_and_remote_port():
-    sockets = parse_proc_net_tcp(TCP)
-    assert [s.inode for s in server_sockets(sockets, 8000)] == [41001, 41002, 41004, 0]
-    assert [s.inode for s in client_sockets(sockets, 8000)] == [41003]
 
 
 def test_parse_sockstat_converts_mem_pages_to_bytes():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import socket
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -25,8 +26,9 @@ from leaklab.stories.ws_read_handler.matrix import Cell
 from leaklab.story import CellRun, LabOptions, Sample
 from leaklab.taskdump import fetch_task_groups
 from ping_client.swarm import Swarm, SwarmConfig
+from sockscope.diag import socket_totals
+from sockscope.netlink import read_sockets
 from sockscope.schedule import every
-from sockscope.skmem import read_skmem
 
 SAMPLE_EVERY_S = 1.0
 
@@ -130,7 +132,7 @@ async def _sample_every_second(
 
 
 async def take_sample(swarm: Swarm, service: ServiceProcess, http: httpx.AsyncClient) -> Sample:
-    """Client figures from the swarm, server figures from /stats, skmem from ``ss -tm``."""
+    """Client figures from the swarm, server figures from /stats, skmem from sock_diag."""
     client = swarm.sample()
     first_close = swarm.stats.first_close
     sample: Sample = {
@@ -159,9 +161,16 @@ async def take_sample(swarm: Swarm, service: ServiceProcess, http: httpx.AsyncCl
     if (task_groups := await fetch_task_groups(http)) is not None:
         sample["task_groups"] = task_groups  # what piles up, quoted at the end of the cell
     assert service.port is not None
-    skmem = await asyncio.to_thread(read_skmem, service.port)
-    if skmem is not None:
-        sample.update(skmem)
+    # The service's sockets by their exact local address and port, never the port alone;
+    # of the one address family its listener has (ServiceProcess binds it so).
+    server_end = (service.settings.host, service.port)
+    family = socket.AF_INET6 if ":" in service.settings.host else socket.AF_INET
+    with contextlib.suppress(OSError):
+        table = await asyncio.to_thread(read_sockets, local=server_end, families=(family,))
+        server = socket_totals(table)
+        sample["skmem_r_bytes"] = server.skmem_r_bytes
+        sample["skmem_t_bytes"] = server.skmem_t_bytes
+        sample["skmem_sockets"] = server.sockets
     return sample
 
 
