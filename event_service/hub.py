@@ -282,6 +282,7 @@ class Hub:
         batch, self._pending = self._pending, []
         if not batch:
             return
+        self._counters.fanout_batches += 1
         frames = [text_frame(event.text) for event in batch]
         selections: dict[frozenset[str] | None, tuple[bytes, Sequence[Event]]] = {
             None: (b"".join(frames), batch)

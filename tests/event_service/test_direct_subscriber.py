@@ -78,6 +78,7 @@ async def test_events_of_one_iteration_go_out_in_one_write_per_subscriber():
     await asyncio.sleep(0)
     assert all(sink.writes == [frames_of(*batch)] for sink in sinks)
     assert counters.events_delivered == 9 and counters.events_received == 3
+    assert counters.fanout_batches == 1
 
 
 async def test_every_subscriber_gets_the_same_bytes_object():
