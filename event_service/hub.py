@@ -5,9 +5,11 @@ Two ways to hand an event to a session, chosen per session by what the server of
 
 - :class:`Subscriber` (``asgi``): the event goes into the subscriber's buffer and its
   session's writer task sends it through ASGI, one ``send`` per event.
-- :class:`DirectSubscriber` (``direct``): the hub encodes each event's frame once, and after
-  the loop iteration (or a short batching window, ``FANOUT_WINDOW``) writes every subscriber's
-  due frames to its connection in one write: no task wakes up, no ASGI message per event.
+- :class:`DirectSubscriber` (``direct``): the hub encodes each event's frame once, and at the
+  end of the loop iteration writes every subscriber's due frames to its connection in one
+  write: no task wakes up, no ASGI message per event. A batch is written at least
+  ``FANOUT_WINDOW`` after the previous one: events that come faster than that, or pile up
+  while a batch is written, go out together.
 
 Each subscriber has a buffer of at most ``queue_size`` events (for a direct one: batches
 waiting while its transport is paused) and a budget of unsent bytes (``slow_consumer_bytes``:
@@ -21,6 +23,7 @@ are the kernel's receive queues, which is what the lab is about.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -189,6 +192,9 @@ class Hub:
         # queue_size, then they are written at once.
         self._pending: list[Event] = []
         self._flush: asyncio.Handle | None = None
+        # When the last batch was written (monotonic seconds): the next one waits until
+        # window_s after it, so that events published meanwhile share its writes.
+        self._flushed_at_s = float("-inf")
         self._stopping = False
         self._empty = asyncio.Event()
         self._empty.set()
@@ -303,15 +309,20 @@ class Hub:
             dropped += len(events)
         self._counters.events_dropped += dropped
         self._counters.slow_consumers += slow
+        self._flushed_at_s = time.monotonic()
 
     def _pend(self, event: Event) -> None:
         self._pending.append(event)
         if len(self._pending) >= self._queue_size:
             self.flush()
         elif self._flush is None:
+            # At the end of this loop iteration, or window_s after the last batch: events
+            # far apart go out at once, events close together (or piling up behind a slow
+            # write) go out together.
             loop = asyncio.get_running_loop()
-            if self._window_s > 0:
-                self._flush = loop.call_later(self._window_s, self.flush)
+            wait_s = self._flushed_at_s + self._window_s - time.monotonic()
+            if wait_s > 0:
+                self._flush = loop.call_later(wait_s, self.flush)
             else:
                 self._flush = loop.call_soon(self.flush)
 

@@ -39,7 +39,7 @@ HTTP_IMPLS = ("httptools", "h11")
 # How the hub hands events to sessions: through ASGI (a writer task per session, the plain
 # FastAPI way) or below it, written straight to each connection (event_service/direct_fanout.py).
 FANOUTS = ("asgi", "direct")
-# The batching window is a few milliseconds at most: it adds up to that much latency.
+# The batching window is a few milliseconds at most: an event may wait that long.
 FANOUT_WINDOW_MAX_S = 0.02
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # AMQP names of our own: a short string of safe characters; "amq." is reserved by the broker.
@@ -88,8 +88,9 @@ class Settings:
     amqp_exchange: str = "events"
     amqp_queue_expires_s: int = 300
     fanout: str = "direct"
-    # How long the direct fan-out waits for more events before writing (0: the loop
-    # iteration in which the first one was published).
+    # The direct fan-out writes a batch at least this long after the previous one: events
+    # closer together, or piling up behind a long write, share one write per subscriber
+    # (0: only those published in the same loop iteration). Events far apart never wait.
     fanout_window_s: float = 0.001
 
     @property

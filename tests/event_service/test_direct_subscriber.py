@@ -116,17 +116,31 @@ async def test_a_subscriber_with_nothing_due_gets_no_write():
     assert sink.writes == []
 
 
-async def test_the_batching_window_holds_events_that_long():
+async def test_an_event_after_a_quiet_spell_goes_out_at_once():
+    """Events far apart cost no latency: the window only separates batches."""
     hub = Hub(Counters(), queue_size=16, window_s=0.05)
     sink = FakeSink()
     hub.subscribe(None, sink)
-    first, second = make_event("tick", 1), make_event("tick", 2)
+    event = make_event("tick", 1)
+    hub.publish(event)
+    await asyncio.sleep(0)
+    assert sink.writes == [frames_of(event)]
+
+
+async def test_events_within_the_window_after_a_batch_go_out_together():
+    hub = Hub(Counters(), queue_size=16, window_s=0.05)
+    sink = FakeSink()
+    hub.subscribe(None, sink)
+    first, second, third = events(3)
     hub.publish(first)
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)
     hub.publish(second)
-    assert sink.writes == []
+    await asyncio.sleep(0.01)
+    hub.publish(third)
+    await asyncio.sleep(0.01)
+    assert sink.writes == [frames_of(first)]  # the window after the first batch is not over
     await asyncio.sleep(0.1)
-    assert sink.writes == [frames_of(first, second)]
+    assert sink.writes == [frames_of(first), frames_of(second, third)]
 
 
 async def test_pending_events_are_bounded_by_the_queue_size():
