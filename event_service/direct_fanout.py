@@ -25,7 +25,9 @@ What this relies on in uvicorn, verified for :data:`~event_service.uvicorn_guard
   ``disconnected`` and ``writable`` (an ``asyncio.Event``, set while the transport takes
   writes; ``pause_writing`` clears it, ``resume_writing`` and ``connection_lost`` set it);
 - uvicorn sends every frame of its own as ``transport.write(b"".join(conn.data_to_send()))``
-  in the same callback that made it, and never sends fragmented messages.
+  in the same callback that made it, and never sends fragmented messages;
+- ``request`` and ``response`` (the handshake's, with their headers: about 3.5 KiB) are read
+  only until the app's ``websocket.accept`` is sent, so they are dropped then.
 
 On another uvicorn release, or another ``WS_IMPL``, :func:`fanout_in_effect` falls back to
 ``asgi`` (the service logs a warning at start-up).
@@ -36,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+from uvicorn._types import ASGISendEvent
 from websockets.http11 import Request
 from websockets.protocol import State
 
@@ -85,6 +88,12 @@ class DirectFanoutProtocol(GuardedWebSocketsSansIO):
         scope = getattr(self, "scope", None)  # set only when the handshake goes on (101)
         if scope is not None:
             scope["extensions"][FRAME_SINK_KEY] = self
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # Nothing reads them again; an idle subscriber is mostly such objects.
+            self.request = self.response = None  # type: ignore[assignment]
 
     def write_frames(self, frames: bytes, events: Sequence[Event]) -> Write:
         """Write ``events`` in one write, now, unless the transport is paused or closed."""

@@ -193,6 +193,14 @@ async def test_the_protocol_offers_itself_in_the_scope_before_the_app_runs() -> 
         assert conn.scope["extensions"][FRAME_SINK_KEY] is conn.protocol
 
 
+async def test_the_handshake_is_forgotten_once_accepted() -> None:
+    """uvicorn reads request and response only until the accept: the direct path drops them."""
+    async with connection() as conn:
+        assert conn.protocol.request is None and conn.protocol.response is None
+    async with connection(GuardedWebSocketsSansIO) as conn:
+        assert conn.protocol.request is not None  # the plain path keeps uvicorn's ways
+
+
 async def test_the_asgi_path_offers_no_sink() -> None:
     async with connection(GuardedWebSocketsSansIO) as conn:
         assert frame_sink_of(conn.scope) is None
