@@ -159,6 +159,11 @@ class DirectSubscriber:
                 self._backlog_bytes -= len(evicted[0])
         backlog.append(None)
 
+    def detach(self) -> None:
+        """The session is over: keep nothing more for it, write nothing more."""
+        self._stopping = True
+        self._drop_backlog()
+
     async def ended(self) -> End:
         """Wait until the session should end: ``stopped`` (close it) or ``lost``."""
         while self._end is None:

@@ -238,6 +238,7 @@ class Hub:
         else:
             was_registered = subscriber in self._direct
             self._direct.discard(subscriber)
+            subscriber.detach()
         if was_registered:
             self._counters.connections_closed += 1
             if not len(self):

@@ -369,6 +369,19 @@ async def test_unsubscribed_direct_subscribers_get_nothing_and_count_once():
     assert (counters.connections_opened, counters.connections_closed) == (1, 1)
 
 
+async def test_an_unsubscribed_backlog_is_dropped_and_never_written():
+    hub = Hub(Counters(), queue_size=4)
+    sink = FakeSink()
+    subscriber = hub.subscribe(None, sink)
+    sink.state = Write.PAUSED
+    hub.publish(make_event("tick", 1))
+    hub.flush()
+    hub.unsubscribe(subscriber)
+    assert len(subscriber) == 0
+    sink.resume()  # the transport drains after the session ended
+    assert sink.writes == []
+
+
 async def test_a_second_waiter_is_refused():
     subscriber = DirectSubscriber(None, FakeSink(), Counters(), queue_size=2)
     first = asyncio.create_task(subscriber.ended())
