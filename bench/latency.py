@@ -13,6 +13,11 @@ the same exchange (:mod:`bench.baseline_server` ``--amqp-url``), the service wit
 default 1 ms, 0 and 5 ms: what the window costs). And in every run, a bare aio-pika
 consumer in this process on its own queue bound to the same exchange: the broker's share
 (publish, route, deliver one copy).
+
+At 20 events/s the events are 50 ms apart and no batching window makes one wait. The second
+part shows what a window costs when events come about as often as it: the embedded source
+at ``window_rate`` events/s (``ts`` stamped by the service itself, so this is the fan-out's
+own latency) to ``window_subscribers``, for the direct fan-out with each window.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from event_service.sources.rabbitmq import declare_exchange
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 NAMES = ("baseline", "asgi", "direct", "direct-0ms", "direct-5ms")
+WINDOW_NAMES = ("direct-0ms", "direct", "direct-5ms")
 LATENCY_EVERY = 10
 
 
@@ -48,10 +54,13 @@ class Plan:
     publish_s: float
     reps: int
     connect_budget_s: float  # the subscribers run for a fixed duration: this much is set aside
+    window_subscribers: int
+    window_rate_per_s: float
+    window_s: float
 
 
-FULL = Plan(1000, 20, 15.0, 3, 60.0)
-QUICK = Plan(200, 20, 3.0, 1, 30.0)
+FULL = Plan(1000, 20, 15.0, 3, 60.0, 200, 200, 8.0)
+QUICK = Plan(200, 20, 3.0, 1, 30.0, 100, 200, 3.0)
 
 
 async def publish_and_watch(rate_per_s: float, count: int) -> dict[str, Any]:
@@ -130,6 +139,64 @@ def run_once(name: str, plan: Plan, logs: Path) -> dict[str, Any]:
     }
 
 
+def run_embedded(name: str, plan: Plan, logs: Path) -> dict[str, Any]:
+    """The fan-out's own latency: the embedded source at the window part's rate."""
+    service = make_target(name, rate_per_s=plan.window_rate_per_s, log_dir=logs).start()
+    try:
+        subscribers = SubscriberProcess(
+            service.ws_url,
+            plan.window_subscribers,
+            plan.connect_budget_s + plan.window_s + 30.0,
+            logs / "subscribers.log",
+            ("--batch-ms", "0", "--latency-every", str(LATENCY_EVERY)),
+        )
+        with subscribers:
+            subscribers.wait_connected(timeout_s=plan.connect_budget_s)
+            time.sleep(1.0 + plan.window_s)
+            stats = service.counters()
+        latency = subscribers.latest().get("latency", {})
+    finally:
+        service.stop()
+    batches = stats.get("fanout_batches", 0)
+    return {
+        "server": name,
+        "p50_ms": latency.get("p50_ms", float("nan")),
+        "p99_ms": latency.get("p99_ms", float("nan")),
+        "max_ms": latency.get("max_ms", float("nan")),
+        "latency_samples": latency.get("count", 0),
+        "events_per_write": stats["events_received"] / batches if batches else float("nan"),
+    }
+
+
+def window_cost(plan: Plan, logs: Path) -> dict[str, Any]:
+    """Each batching window at a rate close to it; medians of the repetitions."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in WINDOW_NAMES}
+    for rep in range(plan.reps):
+        for name in rotated(WINDOW_NAMES, rep):
+            say(
+                f"latency, window part, rep {rep + 1}/{plan.reps}: {name}, "
+                f"{plan.window_subscribers} x {plan.window_rate_per_s:g} ev/s (embedded)"
+            )
+            runs[name].append(run_embedded(name, plan, logs))
+    medians = {
+        name: {
+            key: median([r[key] for r in rows])
+            for key in ("p50_ms", "p99_ms", "max_ms", "events_per_write")
+        }
+        for name, rows in runs.items()
+    }
+    print_table(
+        f"batching window: {plan.window_subscribers} subscribers x "
+        f"{plan.window_rate_per_s:g} ev/s from the embedded source, medians of {plan.reps}",
+        ["server", "p50 ms", "p99 ms", "max ms", "events/write"],
+        [
+            [name, m["p50_ms"], m["p99_ms"], m["max_ms"], m["events_per_write"]]
+            for name, m in medians.items()
+        ],
+    )
+    return {"reps": runs, "medians": medians}
+
+
 def run(quick: bool, reps: int | None = None) -> dict[str, Any]:
     """Repetitions rotating the servers, medians and ratios; table; JSON."""
     plan = QUICK if quick else FULL
@@ -159,12 +226,18 @@ def run(quick: bool, reps: int | None = None) -> dict[str, Any]:
             medians[f"ratio_{name}_{key}"] = ratio(medians[name][key], medians["baseline"][key])
             medians[f"ratio_{name}_to_asgi_{key}"] = ratio(medians[name][key], medians["asgi"][key])
     _print(plan, results, medians)
+    window = window_cost(plan, logs)
     write_result(
         "latency",
         quick,
-        {"plan": dataclasses.asdict(plan), "reps": results, "medians": medians},
+        {
+            "plan": dataclasses.asdict(plan),
+            "reps": results,
+            "medians": medians,
+            "window": window,
+        },
     )
-    return {"reps": results, "medians": medians}
+    return {"reps": results, "medians": medians, "window": window}
 
 
 def _print(plan: Plan, results: dict[str, list[dict[str, Any]]], medians: dict[str, Any]) -> None:

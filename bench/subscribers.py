@@ -20,8 +20,9 @@ closing every connection with a close frame and dropping those that do not finis
 
 With ``--latency-every K`` every K-th connection also reads each event's ``ts`` (publish
 time, Unix seconds) from the bytes it receives and keeps ``time.time() - ts``; the last line
-then has ``latency`` (count, p50/p99/max in ms). Use ``--batch-ms 0`` with it: the rounds
-would add their pause to every latency.
+then has ``latency`` (count, p50/p99/max in ms), of the events received from one second
+after every connection was open. Use ``--batch-ms 0`` with it: the rounds would add their
+pause to every latency.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class Swarm:
         self.latency_every = latency_every
         self.opened = 0
         self.latencies_s: list[float] = []
+        self.recording = False
         self.by_fd: dict[int, Subscriber] = {}
         self.poller = select.epoll()
         self.in_handshake = 0
@@ -148,7 +150,7 @@ class Swarm:
         chunk = sub.tail + data
         self.received += chunk.count(EVENT_PREFIX, max(0, len(sub.tail) - TAIL_BYTES))
         for match in TS_RE.finditer(chunk):
-            if match.end() > len(sub.tail):  # not one found in the previous read
+            if match.end() > len(sub.tail) and self.recording:  # not one of the last read
                 self.latencies_s.append(now_s - float(match.group(1)))
         sub.tail = chunk[-TS_TAIL_BYTES:]
 
@@ -251,9 +253,13 @@ def run(
     swarm = Swarm(parse_uri(url), clients, latency_every)
     end_s = time.monotonic() + duration_s
     next_report_s = 0.0
+    record_from_s = float("inf")
     while not stopping and time.monotonic() < end_s:
         swarm.open_more()
         settled = not swarm.to_open and not swarm.in_handshake
+        if settled and record_from_s == float("inf"):
+            record_from_s = time.monotonic() + 1.0
+        swarm.recording = time.monotonic() >= record_from_s
         swarm.poll(0.0 if settled and batch_s else 0.05, counting=True)
         now_s = time.monotonic()
         if settled and batch_s:
