@@ -61,7 +61,14 @@ def _stop(process: subprocess.Popen[bytes] | None, grace_s: float = STOP_GRACE_S
 class SubscriberProcess:
     """``python -m bench.subscribers``: lean subscribers that count events."""
 
-    def __init__(self, url: str, clients: int, duration_s: float, log_path: Path) -> None:
+    def __init__(
+        self,
+        url: str,
+        clients: int,
+        duration_s: float,
+        log_path: Path,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self._argv = [
             sys.executable,
             "-m",
@@ -72,6 +79,7 @@ class SubscriberProcess:
             str(clients),
             "--duration",
             str(duration_s),
+            *extra_args,
         ]
         self.clients = clients
         self._log_path = log_path

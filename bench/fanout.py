@@ -1,17 +1,20 @@
-"""Fan-out cost: server CPU microseconds per delivered event, service against raw websockets.
+"""Fan-out cost: server CPU microseconds per delivered event, the service's two fan-out paths
+(``FANOUT=asgi`` and ``FANOUT=direct``) against raw websockets.
 
-Both servers publish the same event JSON at ``rate`` events/s to ``subscribers`` lean
+The three servers publish the same event JSON at ``rate`` events/s to ``subscribers`` lean
 clients (:mod:`bench.subscribers`, one process). A measured window reads the server's
 ``/stats`` and every process's CPU time at both ends:
 
     us per delivery = server CPU seconds / events delivered (from the server's own counter)
 
-The ``/stats`` calls sit outside the CPU window (the service's reads ``/proc/net/tcp``).
-Repetitions alternate the order of the two servers, and the ratio is taken per repetition,
-so both sides of a ratio share the same minute of a noisy machine.
+split into user and system time. The ``/stats`` calls sit outside the CPU window (the
+service's reads ``/proc/net/tcp``). Repetitions rotate the order of the servers, and the
+ratios are taken per repetition, so both sides of a ratio share the same minutes of a noisy
+machine.
 
-The saturation part raises the rate step by step, the two servers interleaved, until
-deliveries per second fall more than 5% short of ``rate x subscribers``.
+The saturation part raises the rate step by step, the servers interleaved, until deliveries
+per second fall more than 5% short of ``rate x subscribers``. For the direct fan-out it also
+shows how many events one write carried (``events_received / fanout_batches``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from bench import profiler
 from bench.children import SubscriberProcess, cpu_seconds, cpu_split, host_busy_s
 from bench.figures import highest_sustained, is_sustained, median, ratio, us_per_item
 from bench.report import log_dir, print_table, say, write_result
-from bench.targets import TARGET_NAMES, Target, make_target
+from bench.targets import FANOUT_NAMES, Target, make_target, rotated
+
+SERVICES = FANOUT_NAMES[1:]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +48,8 @@ class Plan:
     profile_s: int
 
 
-FULL = Plan(1000, 20, 5, 2.0, 6.0, (20, 30, 45, 60, 90, 120, 180, 240), 3, 3.0, 10)
+RATES = (20, 30, 45, 60, 90, 120, 180, 240, 300, 360, 480, 600, 720)
+FULL = Plan(1000, 20, 5, 2.0, 6.0, RATES, 3, 3.0, 10)
 QUICK = Plan(200, 20, 1, 0.5, 2.0, (20, 240), 1, 2.0, 2)
 
 
@@ -65,6 +71,8 @@ def measure_window(target: Target, client: SubscriberProcess, window_s: float) -
     system_cores = (c1[1][1] - c0[1][1]) / cpu_elapsed_s
     delivered_per_s = (s1["events_delivered"] - s0["events_delivered"]) / (t1 - t0)
     published_per_s = (s1["events_received"] - s0["events_received"]) / (t1 - t0)
+    batches = s1.get("fanout_batches", 0) - s0.get("fanout_batches", 0)
+    published = s1["events_received"] - s0["events_received"]
     rt0, r0 = client.received_at(t0)
     rt1, r1 = client.received_at(t1)
     server_cores = user_cores + system_cores
@@ -79,6 +87,10 @@ def measure_window(target: Target, client: SubscriberProcess, window_s: float) -
         "server_user_cores": user_cores,
         "server_system_cores": system_cores,
         "us_per_delivery": us_per_item(server_cores, delivered_per_s),
+        "user_us_per_delivery": us_per_item(user_cores, delivered_per_s),
+        "system_us_per_delivery": us_per_item(system_cores, delivered_per_s),
+        # Direct fan-out only: how many events one write to a subscriber carried.
+        "events_per_write": published / batches if batches else float("nan"),
         "client_cores": client_cores,
         # Everything else busy on the machine in the window (other tests, the bench itself).
         "other_cores": host_cores - server_cores - client_cores,
@@ -124,6 +136,9 @@ def _median_of(windows: list[dict[str, Any]], key: str) -> float:
 def _summary(windows: list[dict[str, Any]]) -> dict[str, float]:
     keys = (
         "us_per_delivery",
+        "user_us_per_delivery",
+        "system_us_per_delivery",
+        "events_per_write",
         "server_cores",
         "server_user_cores",
         "server_system_cores",
@@ -137,28 +152,34 @@ def _summary(windows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def compare(plan: Plan, logs: Path) -> dict[str, Any]:
-    """Repetitions at the fixed rate, the two servers alternating; the ratio per repetition."""
+    """Repetitions at the fixed rate, the servers rotating; the ratios per repetition."""
     reps = []
     for rep in range(plan.reps):
-        order = TARGET_NAMES if rep % 2 == 0 else TARGET_NAMES[::-1]
-        figures = {}
-        for name in order:
+        figures: dict[str, Any] = {}
+        for name in rotated(FANOUT_NAMES, rep):
             say(f"fanout rep {rep + 1}/{plan.reps}: {name} at {plan.rate_per_s:g} ev/s")
             run = run_target(name, plan.rate_per_s, plan, 1, plan.window_s, logs)
             figures[name] = run["windows"][0]
-        figures["ratio_us_per_delivery"] = ratio(
-            figures["service"]["us_per_delivery"], figures["baseline"]["us_per_delivery"]
-        )
+        figures.update(_ratios(figures))
         reps.append(figures)
-    medians: dict[str, Any] = {name: _summary([r[name] for r in reps]) for name in TARGET_NAMES}
-    medians["ratio_us_per_delivery"] = median([r["ratio_us_per_delivery"] for r in reps])
+    medians: dict[str, Any] = {name: _summary([r[name] for r in reps]) for name in FANOUT_NAMES}
+    for key in _ratios(reps[0]):
+        medians[key] = median([r[key] for r in reps])
     return {"reps": reps, "medians": medians}
+
+
+def _ratios(figures: dict[str, Any]) -> dict[str, float]:
+    """us per delivery of each service over the baseline's, and direct over asgi."""
+    us = {name: figures[name]["us_per_delivery"] for name in FANOUT_NAMES}
+    ratios = {f"ratio_{name}": ratio(us[name], us["baseline"]) for name in SERVICES}
+    ratios["ratio_direct_to_asgi"] = ratio(us["direct"], us["asgi"])
+    return ratios
 
 
 def saturate(plan: Plan, logs: Path) -> dict[str, Any]:
     """Raise the rate until deliveries stop keeping up, for each server, interleaved."""
-    steps: dict[str, list[dict[str, Any]]] = {name: [] for name in TARGET_NAMES}
-    active = list(TARGET_NAMES)
+    steps: dict[str, list[dict[str, Any]]] = {name: [] for name in FANOUT_NAMES}
+    active = list(FANOUT_NAMES)
     for rate in plan.saturation_rates:
         for name in list(active):
             say(f"saturation: {name} at {rate:g} ev/s x {plan.subscribers}")
@@ -188,7 +209,7 @@ def profile(plan: Plan, logs: Path) -> dict[str, Any]:
         name: run_target(name, plan.rate_per_s, plan, 0, 0, logs, profile_s=plan.profile_s)[
             "profile"
         ]
-        for name in TARGET_NAMES
+        for name in FANOUT_NAMES
     }
 
 
@@ -221,27 +242,28 @@ def _print(
     columns = [
         "server",
         "us/delivery",
+        "user us",
+        "system us",
         "server cores",
-        "user",
-        "system",
         "delivered/s",
-        "published/s",
+        "events/write",
         "client cores",
         "client recv/s",
         "other cores",
     ]
     rows = []
-    for name in TARGET_NAMES:
-        m = comparison["medians"][name]
+    medians = comparison["medians"]
+    for name in FANOUT_NAMES:
+        m = medians[name]
         rows.append(
             [
                 name,
                 m["us_per_delivery"],
+                m["user_us_per_delivery"],
+                m["system_us_per_delivery"],
                 m["server_cores"],
-                m["server_user_cores"],
-                m["server_system_cores"],
                 m["delivered_per_s"],
-                m["published_per_s"],
+                m["events_per_write"],
                 m["client_cores"],
                 m["client_received_per_s"],
                 m["other_cores"],
@@ -249,8 +271,9 @@ def _print(
         )
     print_table(
         f"fanout: {plan.subscribers} subscribers x {plan.rate_per_s:g} ev/s, medians of "
-        f"{plan.reps} reps; service/baseline us per delivery = "
-        f"{comparison['medians']['ratio_us_per_delivery']:.2f}",
+        f"{plan.reps} reps; us per delivery over the baseline's: asgi "
+        f"{medians['ratio_asgi']:.2f}, direct {medians['ratio_direct']:.2f} "
+        f"(direct/asgi {medians['ratio_direct_to_asgi']:.2f})",
         columns,
         rows,
     )
@@ -265,6 +288,7 @@ def _print(
                     step["delivered_per_s"],
                     step["server_cores"],
                     step["us_per_delivery"],
+                    step["events_per_write"],
                     step["client_cores"],
                     step["other_cores"],
                     "yes" if step["sustained"] else "NO",
@@ -280,6 +304,7 @@ def _print(
             "delivered/s",
             "server cores",
             "us/delivery",
+            "events/write",
             "client cores",
             "other cores",
             "sustained",

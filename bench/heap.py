@@ -19,6 +19,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -30,6 +31,7 @@ from event_service.settings import settings_from_env
 
 WARMUP_CLIENTS = 20
 FRAMES = 25
+_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _site(filename: str) -> str:
@@ -38,7 +40,7 @@ def _site(filename: str) -> str:
         return filename.split("site-packages/")[-1]
     if "/lib/python3" in filename:
         return "stdlib/" + filename.split("/lib/python3")[-1].split("/", 1)[-1]
-    return filename.split("/work/main/")[-1]
+    return filename.split(f"{_ROOT}/")[-1]
 
 
 def _subscribers(port: int, clients: int, duration_s: float) -> subprocess.Popen[bytes]:
@@ -63,9 +65,17 @@ async def wait_until(ready: Callable[[], bool], timeout_s: float, every_s: float
         await asyncio.sleep(every_s)
 
 
-async def measure(subscribers: int) -> dict[str, Any]:
+async def measure(
+    subscribers: int, fanout: str = "direct", read_handler: str = "fixed"
+) -> dict[str, Any]:
     """Serve, snapshot empty, connect ``subscribers``, snapshot again; the growth."""
-    env = {"READ_HANDLER": "on", "EVENT_RATE": "0", "PORT": "0", "LOG_LEVEL": "warning"}
+    env = {
+        "READ_HANDLER": read_handler,
+        "EVENT_RATE": "0",
+        "PORT": "0",
+        "LOG_LEVEL": "warning",
+        "FANOUT": fanout,
+    }
     config = build_config(settings_from_env(env))
     server = EventServer(config)
     serving = asyncio.create_task(server.serve(), name="service")
@@ -95,7 +105,11 @@ async def measure(subscribers: int) -> dict[str, Any]:
             clients.wait(30)
         server.should_exit = True
         await serving
-    return _growth(empty, loaded, connected, tasks)
+    return {
+        "fanout": fanout,
+        "read_handler": read_handler,
+        **_growth(empty, loaded, connected, tasks),
+    }
 
 
 def _growth(
@@ -127,12 +141,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run once, print, write ``bench/results/heap.json``."""
     parser = argparse.ArgumentParser(prog="python -m bench.heap", description=__doc__)
     parser.add_argument("--subscribers", type=int, default=3000)
+    parser.add_argument("--fanout", choices=("asgi", "direct"), default="direct")
+    parser.add_argument("--read-handler", choices=("fixed", "missing"), default="fixed")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     raise_fd_limit(args.subscribers + 1024)
-    say(f"heap: service in-process under tracemalloc, {args.subscribers} idle subscribers")
-    result = uvloop.run(measure(args.subscribers))
+    say(
+        f"heap: service in-process under tracemalloc, FANOUT={args.fanout}, "
+        f"READ_HANDLER={args.read_handler}, "
+        f"{args.subscribers} idle subscribers"
+    )
+    result = uvloop.run(measure(args.subscribers, args.fanout, args.read_handler))
     print_table(
-        f"heap growth per idle subscriber: {result['bytes_per_subscriber']:.0f} B "
+        f"heap growth per idle subscriber, FANOUT={args.fanout}: "
+        f"{result['bytes_per_subscriber']:.0f} B "
         f"({result['subscribers']} subscribers, {result['asyncio_tasks']} tasks), by file",
         ["file", "B per subscriber"],
         [[row["file"], row["bytes"]] for row in result["by_file"]],
@@ -143,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         [[r["line"], r["code"][:60], r["bytes"], r["blocks"]] for r in result["by_line"]],
         left=2,
     )
-    write_result("heap", False, result)
+    suffix = "" if args.read_handler == "fixed" else f"-{args.read_handler}"
+    write_result(f"heap-{args.fanout}{suffix}", False, result)
     return 0
 
 

@@ -1,8 +1,10 @@
 """Server memory per idle subscriber: (RSS with N subscribers - RSS with none) / N.
 
-The service runs with the fixed read handler and no events (``EVENT_RATE=0``); the
-baseline is the raw websockets server of :mod:`bench.baseline_server` with no events,
-measured the same way in the same run, the two alternating. The subscribers are the lean
+The service runs with the fixed read handler and no events (``EVENT_RATE=0``), once with
+each fan-out path (``FANOUT=asgi``: a writer task and a buffer per session; ``FANOUT=direct``:
+neither buffer nor wake-ups, the writer only waits for the end); the baseline is the raw
+websockets server of :mod:`bench.baseline_server` with no events, measured the same way in
+the same run, the three rotating. The subscribers are the lean
 clients of :mod:`bench.subscribers` (they send nothing). Before the empty reading a few
 clients connect and leave, so that code paths loaded on first use are not billed to the
 subscribers. No ``/stats`` call precedes an RSS reading: the service's parses
@@ -20,7 +22,7 @@ from typing import Any
 from bench.children import SubscriberProcess, rss_bytes
 from bench.figures import median, per_item_bytes, ratio
 from bench.report import log_dir, print_table, say, write_result
-from bench.targets import TARGET_NAMES, Target, make_target
+from bench.targets import FANOUT_NAMES, Target, make_target, rotated
 
 WARMUP_CLIENTS = 20
 REFERENCE_NAIVE_HUB_KB = 36.0
@@ -77,15 +79,14 @@ def run_once(name: str, plan: Plan, logs: Path) -> dict[str, Any]:
 
 
 def run(quick: bool, reps: int | None = None) -> dict[str, Any]:
-    """Repetitions alternating the two servers; medians and the ratio; table; JSON."""
+    """Repetitions rotating the servers; medians and the ratios; table; JSON."""
     plan = QUICK if quick else FULL
     if reps:
         plan = dataclasses.replace(plan, reps=reps)
     logs = log_dir("idle")
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in TARGET_NAMES}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in FANOUT_NAMES}
     for rep in range(plan.reps):
-        order = TARGET_NAMES if rep % 2 == 0 else TARGET_NAMES[::-1]
-        for name in order:
+        for name in rotated(FANOUT_NAMES, rep):
             say(f"idle rep {rep + 1}/{plan.reps}: {name} with {plan.subscribers} subscribers")
             results[name].append(run_once(name, plan, logs))
     keys = ("kb_per_subscriber", "rss_empty_mb", "rss_loaded_mb", "rss_after_mb")
@@ -93,9 +94,10 @@ def run(quick: bool, reps: int | None = None) -> dict[str, Any]:
         name: {key: median([r[key] for r in rows]) for key in keys}
         for name, rows in results.items()
     }
-    medians["ratio_kb_per_subscriber"] = ratio(
-        medians["service"]["kb_per_subscriber"], medians["baseline"]["kb_per_subscriber"]
-    )
+    for name in FANOUT_NAMES[1:]:
+        medians[f"ratio_{name}_kb_per_subscriber"] = ratio(
+            medians[name]["kb_per_subscriber"], medians["baseline"]["kb_per_subscriber"]
+        )
     rows = [
         [name, m["kb_per_subscriber"], m["rss_empty_mb"], m["rss_loaded_mb"], m["rss_after_mb"]]
         for name, m in medians.items()
@@ -104,7 +106,8 @@ def run(quick: bool, reps: int | None = None) -> dict[str, Any]:
     rows.append(["naive hub (issue's reference)", REFERENCE_NAIVE_HUB_KB, None, None, None])
     print_table(
         f"idle memory: {plan.subscribers} subscribers, medians of {plan.reps} reps; "
-        f"service/baseline = {medians['ratio_kb_per_subscriber']:.2f}",
+        f"over the baseline: asgi {medians['ratio_asgi_kb_per_subscriber']:.2f}, "
+        f"direct {medians['ratio_direct_kb_per_subscriber']:.2f}",
         [
             "server",
             "KiB per subscriber",

@@ -1,39 +1,48 @@
 """Publish-to-receive latency through RabbitMQ at ``subscribers`` x ``rate`` events/s.
 
-The service consumes the ``events`` fanout exchange (``AMQP_URL``); the real swarm
-(``python -m ping_client``, pings off) holds the subscribers and computes each event's
-latency from its ``ts`` (its summary has p50/p99). Events come from
-:func:`event_service.publish.publish`, with publisher confirms, at ``rate`` per second.
+The service consumes the ``events`` fanout exchange (``AMQP_URL``); events come from
+:func:`event_service.publish.publish`, with publisher confirms, at ``rate`` per second. The
+subscribers are the lean clients of :mod:`bench.subscribers` reading as soon as data comes
+(``--batch-ms 0``); every 10th one reads each event's ``ts`` and keeps ``time.time() - ts``.
+(The real swarm, ``python -m ping_client``, needs about 50 us per event it parses: at
+20,000 events/s it would be the bottleneck, and its p50 would measure itself.)
 
-Two baselines, in the same run. The raw ``websockets`` broadcast server relaying the same
-exchange (:mod:`bench.baseline_server` ``--amqp-url``), measured by the same swarm, the two
-servers alternating. And in every run, a bare aio-pika consumer in this process on its own
-queue bound to the same exchange: the broker's share (publish, route, deliver one copy).
+The servers, rotating in every repetition: the raw ``websockets`` broadcast server relaying
+the same exchange (:mod:`bench.baseline_server` ``--amqp-url``), the service with
+``FANOUT=asgi``, and the service with ``FANOUT=direct`` and three batching windows (the
+default 1 ms, 0 and 5 ms: what the window costs). And in every run, a bare aio-pika
+consumer in this process on its own queue bound to the same exchange: the broker's share
+(publish, route, deliver one copy).
+
+At 20 events/s the events are 50 ms apart and no batching window makes one wait. The second
+part shows what a window costs when events come about as often as it: the embedded source
+at ``window_rate`` events/s (``ts`` stamped by the service itself, so this is the fan-out's
+own latency) to ``window_subscribers``, for the direct fan-out with each window.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import aio_pika
 
-from bench import profiler
-from bench.children import SwarmProcess, cpu_seconds
+from bench.children import SubscriberProcess, cpu_seconds
 from bench.figures import median, ratio
 from bench.report import log_dir, print_table, say, write_result
-from bench.targets import TARGET_NAMES, make_target
+from bench.targets import make_target, rotated
 from event_service.publish import publish
 from event_service.sources.rabbitmq import declare_exchange
 from sockscope.procfs import percentile
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+NAMES = ("baseline", "asgi", "direct", "direct-0ms", "direct-5ms")
+WINDOW_NAMES = ("direct-0ms", "direct", "direct-5ms")
+LATENCY_EVERY = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,12 +53,14 @@ class Plan:
     rate_per_s: float
     publish_s: float
     reps: int
-    profile_s: int
-    connect_budget_s: float  # the swarm runs for a fixed duration: this much is set aside
+    connect_budget_s: float  # the subscribers run for a fixed duration: this much is set aside
+    window_subscribers: int
+    window_rate_per_s: float
+    window_s: float
 
 
-FULL = Plan(1000, 10, 15.0, 3, 8, 10.0)
-QUICK = Plan(200, 10, 3.0, 1, 0, 5.0)
+FULL = Plan(1000, 20, 15.0, 3, 60.0, 200, 200, 8.0)
+QUICK = Plan(200, 20, 3.0, 1, 30.0, 100, 200, 3.0)
 
 
 async def publish_and_watch(rate_per_s: float, count: int) -> dict[str, Any]:
@@ -85,110 +96,137 @@ async def publish_and_watch(rate_per_s: float, count: int) -> dict[str, Any]:
     }
 
 
-def run_once(name: str, plan: Plan, logs: Path, profile_s: int = 0) -> dict[str, Any]:
-    """One run against server ``name``: start it and the swarm, publish, read the summary."""
+def run_once(name: str, plan: Plan, logs: Path) -> dict[str, Any]:
+    """One run against server ``name``: start it and the subscribers, publish, read them."""
     service = make_target(name, rate_per_s=0, log_dir=logs, amqp_url=AMQP_URL).start()
-    profile = None
     try:
-        duration_s = plan.connect_budget_s + plan.publish_s + 4.0
-        swarm_argv = [
-            "--url",
+        duration_s = plan.connect_budget_s + plan.publish_s + 30.0
+        subscribers = SubscriberProcess(
             service.ws_url,
-            "--clients",
-            str(plan.subscribers),
-            "--ramp",
-            "1000",
-            "--interval",
-            "3600",
-            "--size",
-            "64",
-            "--duration",
-            str(duration_s),
-        ]
-        swarm = SwarmProcess(swarm_argv, logs / "swarm-summary.json", logs / "swarm.log")
-        with swarm:
-            started = time.monotonic()
-            while service.counters()["connections"] < plan.subscribers:
-                if time.monotonic() - started > plan.connect_budget_s - 1:
-                    raise RuntimeError("swarm did not connect in time")
-                time.sleep(0.25)
-            connected_after_s = time.monotonic() - started
-            before = time.monotonic(), cpu_seconds(service.pid), cpu_seconds(swarm.pid)
+            plan.subscribers,
+            duration_s,
+            logs / "subscribers.log",
+            ("--batch-ms", "0", "--latency-every", str(LATENCY_EVERY)),
+        )
+        with subscribers:
+            subscribers.wait_connected(timeout_s=plan.connect_budget_s)
+            time.sleep(1.0)
+            before = time.monotonic(), cpu_seconds(service.pid), cpu_seconds(subscribers.pid)
             count = round(plan.rate_per_s * plan.publish_s)
-            with contextlib.ExitStack() as stack:
-                if profile_s:
-                    say(f"profiling the swarm for {profile_s} s with py-spy")
-                    pool = stack.enter_context(ThreadPoolExecutor(1))
-                    output = logs.parent / "profile-latency-swarm.txt"
-                    profiling = pool.submit(profiler.record, swarm.pid, profile_s, output)
-                watched = asyncio.run(publish_and_watch(plan.rate_per_s, count))
-                if profile_s:
-                    profile = profiling.result()
-            after = time.monotonic(), cpu_seconds(service.pid), cpu_seconds(swarm.pid)
+            watched = asyncio.run(publish_and_watch(plan.rate_per_s, count))
+            after = time.monotonic(), cpu_seconds(service.pid), cpu_seconds(subscribers.pid)
             stats = service.counters()
-            summary = swarm.wait_summary(timeout_s=duration_s + 30)
+            received = subscribers.latest()["received"]
+        summary = subscribers.latest()  # the last line, with the latencies
     finally:
         service.stop()
+    latency = summary.get("latency", {})
     elapsed_s = after[0] - before[0]
     return {
         "server": name,
-        "connected_after_s": connected_after_s,
         **watched,
         "figures": {
-            "p50_ms": summary["latency"]["p50_ms"],
-            "p99_ms": summary["latency"]["p99_ms"],
-            "max_ms": summary["latency"]["max_ms"],
-            "events_received_by_swarm": summary["events_received"],
+            "p50_ms": latency.get("p50_ms", float("nan")),
+            "p99_ms": latency.get("p99_ms", float("nan")),
+            "max_ms": latency.get("max_ms", float("nan")),
+            "latency_samples": latency.get("count", 0),
+            "events_received_by_subscribers": received,
             "expected": watched["published"] * plan.subscribers,
             "events_dropped": stats.get("events_dropped", 0),
             "server_cores": (after[1] - before[1]) / elapsed_s,
-            "swarm_cores": (after[2] - before[2]) / elapsed_s,
+            "subscriber_cores": (after[2] - before[2]) / elapsed_s,
         },
-        "profile": profile,
     }
 
 
+def run_embedded(name: str, plan: Plan, logs: Path) -> dict[str, Any]:
+    """The fan-out's own latency: the embedded source at the window part's rate."""
+    service = make_target(name, rate_per_s=plan.window_rate_per_s, log_dir=logs).start()
+    try:
+        subscribers = SubscriberProcess(
+            service.ws_url,
+            plan.window_subscribers,
+            plan.connect_budget_s + plan.window_s + 30.0,
+            logs / "subscribers.log",
+            ("--batch-ms", "0", "--latency-every", str(LATENCY_EVERY)),
+        )
+        with subscribers:
+            subscribers.wait_connected(timeout_s=plan.connect_budget_s)
+            time.sleep(1.0 + plan.window_s)
+            stats = service.counters()
+        latency = subscribers.latest().get("latency", {})
+    finally:
+        service.stop()
+    batches = stats.get("fanout_batches", 0)
+    return {
+        "server": name,
+        "p50_ms": latency.get("p50_ms", float("nan")),
+        "p99_ms": latency.get("p99_ms", float("nan")),
+        "max_ms": latency.get("max_ms", float("nan")),
+        "latency_samples": latency.get("count", 0),
+        "events_per_write": stats["events_received"] / batches if batches else float("nan"),
+    }
+
+
+def window_cost(plan: Plan, logs: Path) -> dict[str, Any]:
+    """Each batching window at a rate close to it; medians of the repetitions."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in WINDOW_NAMES}
+    for rep in range(plan.reps):
+        for name in rotated(WINDOW_NAMES, rep):
+            say(
+                f"latency, window part, rep {rep + 1}/{plan.reps}: {name}, "
+                f"{plan.window_subscribers} x {plan.window_rate_per_s:g} ev/s (embedded)"
+            )
+            runs[name].append(run_embedded(name, plan, logs))
+    medians = {
+        name: {
+            key: median([r[key] for r in rows])
+            for key in ("p50_ms", "p99_ms", "max_ms", "events_per_write")
+        }
+        for name, rows in runs.items()
+    }
+    print_table(
+        f"batching window: {plan.window_subscribers} subscribers x "
+        f"{plan.window_rate_per_s:g} ev/s from the embedded source, medians of {plan.reps}",
+        ["server", "p50 ms", "p99 ms", "max ms", "events/write"],
+        [
+            [name, m["p50_ms"], m["p99_ms"], m["max_ms"], m["events_per_write"]]
+            for name, m in medians.items()
+        ],
+    )
+    return {"reps": runs, "medians": medians}
+
+
 def run(quick: bool, reps: int | None = None) -> dict[str, Any]:
-    """Repetitions alternating the two servers, medians and ratios, a swarm profile."""
+    """Repetitions rotating the servers, medians and ratios; table; JSON."""
     plan = QUICK if quick else FULL
     if reps:
         plan = dataclasses.replace(plan, reps=reps)
     logs = log_dir("latency")
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in TARGET_NAMES}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in NAMES}
     for rep in range(plan.reps):
-        order = TARGET_NAMES if rep % 2 == 0 else TARGET_NAMES[::-1]
-        for name in order:
+        for name in rotated(NAMES, rep):
             say(
                 f"latency rep {rep + 1}/{plan.reps}: {name}, "
                 f"{plan.subscribers} x {plan.rate_per_s:g} ev/s"
             )
             results[name].append(run_once(name, plan, logs))
-    profile = None
-    if plan.profile_s:
-        say("latency: one more service run, its swarm under py-spy (not in the medians)")
-        profile = run_once("service", plan, logs, plan.profile_s)["profile"]
     medians: dict[str, Any] = {}
     for name, rows in results.items():
         medians[name] = {
             key: median([r["figures"][key] for r in rows])
-            for key in ("p50_ms", "p99_ms", "max_ms", "server_cores", "swarm_cores")
+            for key in ("p50_ms", "p99_ms", "max_ms", "server_cores", "subscriber_cores")
         }
     every = [r for rows in results.values() for r in rows]
     medians["broker_only"] = {
         key: median([r["broker_only"][key] for r in every]) for key in ("p50_ms", "p99_ms")
     }
-    for key in ("p50_ms", "p99_ms"):
-        medians[f"ratio_{key}"] = ratio(medians["service"][key], medians["baseline"][key])
+    for name in NAMES[1:]:
+        for key in ("p50_ms", "p99_ms"):
+            medians[f"ratio_{name}_{key}"] = ratio(medians[name][key], medians["baseline"][key])
+            medians[f"ratio_{name}_to_asgi_{key}"] = ratio(medians[name][key], medians["asgi"][key])
     _print(plan, results, medians)
-    if profile and "error" not in profile:
-        print_table(
-            f"py-spy, the swarm receiving events ({profile['samples']} samples)",
-            ["function", "self %", "total %"],
-            [
-                [p["function"][:110], p["self"] * 100, p["total"] * 100]
-                for p in profile["top_inclusive"][:25]
-            ],
-        )
+    window = window_cost(plan, logs)
     write_result(
         "latency",
         quick,
@@ -196,10 +234,10 @@ def run(quick: bool, reps: int | None = None) -> dict[str, Any]:
             "plan": dataclasses.asdict(plan),
             "reps": results,
             "medians": medians,
-            "swarm_profile": profile,
+            "window": window,
         },
     )
-    return {"reps": results, "medians": medians}
+    return {"reps": results, "medians": medians, "window": window}
 
 
 def _print(plan: Plan, results: dict[str, list[dict[str, Any]]], medians: dict[str, Any]) -> None:
@@ -215,13 +253,13 @@ def _print(plan: Plan, results: dict[str, list[dict[str, Any]]], medians: dict[s
                     s["max_ms"],
                     b["p50_ms"],
                     b["p99_ms"],
-                    f"{s['events_received_by_swarm']}/{s['expected']}",
+                    f"{s['events_received_by_subscribers']}/{s['expected']}",
                     s["events_dropped"],
                     s["server_cores"],
-                    s["swarm_cores"],
+                    s["subscriber_cores"],
                 ]
             )
-    for name in TARGET_NAMES:
+    for name in NAMES:
         m = medians[name]
         rows.append(
             [
@@ -234,13 +272,13 @@ def _print(plan: Plan, results: dict[str, list[dict[str, Any]]], medians: dict[s
                 None,
                 None,
                 m["server_cores"],
-                m["swarm_cores"],
+                m["subscriber_cores"],
             ]
         )
     print_table(
         f"latency via RabbitMQ: {plan.subscribers} subscribers x {plan.rate_per_s:g} ev/s, "
-        f"{plan.publish_s:g} s per run; service/baseline p50 = {medians['ratio_p50_ms']:.2f}, "
-        f"p99 = {medians['ratio_p99_ms']:.2f}",
+        f"{plan.publish_s:g} s per run; p50/p99 over asgi's: direct "
+        f"{medians['ratio_direct_to_asgi_p50_ms']:.2f}/{medians['ratio_direct_to_asgi_p99_ms']:.2f}",
         [
             "server",
             "p50 ms",
@@ -251,7 +289,7 @@ def _print(plan: Plan, results: dict[str, list[dict[str, Any]]], medians: dict[s
             "received/expected",
             "dropped",
             "server cores",
-            "swarm cores",
+            "subscriber cores",
         ],
         rows,
     )

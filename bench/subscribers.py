@@ -17,6 +17,12 @@ reading or not.
 Every ``--every`` seconds it prints one JSON line: ``{"t_s", "connected", "failed",
 "received"}`` (monotonic seconds; totals). It stops after ``--duration`` or on SIGTERM,
 closing every connection with a close frame and dropping those that do not finish.
+
+With ``--latency-every K`` every K-th connection also reads each event's ``ts`` (publish
+time, Unix seconds) from the bytes it receives and keeps ``time.time() - ts``; the last line
+then has ``latency`` (count, p50/p99/max in ms), of the events received from one second
+after every connection was open. Use ``--batch-ms 0`` with it: the rounds would add their
+pause to every latency.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import re
 import resource
 import select
 import signal
@@ -39,6 +46,9 @@ from websockets.uri import WebSocketURI, parse_uri
 
 EVENT_PREFIX = b'{"type":'
 TAIL_BYTES = len(EVENT_PREFIX) - 1
+# An event's publish time; the comma after it keeps a number cut by a read from matching.
+TS_RE = re.compile(rb'"ts":([0-9.]+),')
+TS_TAIL_BYTES = 40
 RECV_BYTES = 1 << 16
 MAX_CONNECTING = 200
 CONNECT_TIMEOUT_S = 10.0
@@ -50,14 +60,15 @@ CONNECTING, HANDSHAKE, OPEN_, CLOSING = range(4)
 class Subscriber:
     """One connection: its socket, sans-I/O protocol, state and the tail of its last read."""
 
-    __slots__ = ("protocol", "sock", "started_s", "state", "tail")
+    __slots__ = ("protocol", "sampled", "sock", "started_s", "state", "tail")
 
-    def __init__(self, sock: socket.socket, uri: WebSocketURI) -> None:
+    def __init__(self, sock: socket.socket, uri: WebSocketURI, sampled: bool = False) -> None:
         self.sock = sock
         self.protocol = ClientProtocol(uri)
         self.state = CONNECTING
         self.started_s = time.monotonic()
         self.tail = b""
+        self.sampled = sampled
 
     def send_pending(self) -> None:
         """Write what the protocol has to send (small: a request or a close frame)."""
@@ -69,9 +80,13 @@ class Subscriber:
 class Swarm:
     """Every connection of the process and the counts shared by them."""
 
-    def __init__(self, uri: WebSocketURI, clients: int) -> None:
+    def __init__(self, uri: WebSocketURI, clients: int, latency_every: int = 0) -> None:
         self.uri = uri
         self.to_open = clients
+        self.latency_every = latency_every
+        self.opened = 0
+        self.latencies_s: list[float] = []
+        self.recording = False
         self.by_fd: dict[int, Subscriber] = {}
         self.poller = select.epoll()
         self.in_handshake = 0
@@ -90,7 +105,9 @@ class Swarm:
                 sock.close()
                 self.failed += 1
                 continue
-            self.by_fd[sock.fileno()] = Subscriber(sock, self.uri)
+            sampled = bool(self.latency_every) and self.opened % self.latency_every == 0
+            self.opened += 1
+            self.by_fd[sock.fileno()] = Subscriber(sock, self.uri, sampled)
             self.poller.register(sock.fileno(), select.EPOLLOUT)
             self.in_handshake += 1
 
@@ -118,11 +135,24 @@ class Swarm:
             if counting:
                 # Server frames are unmasked: each event's JSON is verbatim in the stream. The
                 # tail keeps a prefix split across two reads from being missed.
+                if sub.sampled:
+                    self.sample_latency(sub, data)
+                    return
                 chunk = sub.tail + data
                 self.received += chunk.count(EVENT_PREFIX)
                 sub.tail = chunk[-TAIL_BYTES:]
         elif sub.state == HANDSHAKE:
             self.read_handshake(sub, data)
+
+    def sample_latency(self, sub: Subscriber, data: bytes) -> None:
+        """Count the events in ``data`` and keep the latency of each one."""
+        now_s = time.time()
+        chunk = sub.tail + data
+        self.received += chunk.count(EVENT_PREFIX, max(0, len(sub.tail) - TAIL_BYTES))
+        for match in TS_RE.finditer(chunk):
+            if match.end() > len(sub.tail) and self.recording:  # not one of the last read
+                self.latencies_s.append(now_s - float(match.group(1)))
+        sub.tail = chunk[-TS_TAIL_BYTES:]
 
     def read_handshake(self, sub: Subscriber, data: bytes) -> None:
         """Feed the handshake response to the protocol; count events that came with it."""
@@ -184,6 +214,17 @@ class Swarm:
             self.drop(sub, failed=False)
         self.poller.close()
 
+    def latency(self) -> dict[str, float]:
+        """Count and percentiles of the latencies kept, in ms."""
+        ordered = sorted(self.latencies_s)
+        if not ordered:
+            return {"count": 0}
+
+        def at(fraction: float) -> float:
+            return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
+
+        return {"count": len(ordered), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0)}
+
     def line(self, **extra: object) -> str:
         """The JSON report line."""
         return json.dumps(
@@ -197,17 +238,28 @@ class Swarm:
         )
 
 
-def run(url: str, clients: int, duration_s: float, every_s: float, batch_s: float) -> None:
+def run(
+    url: str,
+    clients: int,
+    duration_s: float,
+    every_s: float,
+    batch_s: float,
+    latency_every: int = 0,
+) -> None:
     """Connect, count and report until the duration ends or SIGTERM, then close everything."""
     stopping = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.append(True))
-    swarm = Swarm(parse_uri(url), clients)
+    swarm = Swarm(parse_uri(url), clients, latency_every)
     end_s = time.monotonic() + duration_s
     next_report_s = 0.0
+    record_from_s = float("inf")
     while not stopping and time.monotonic() < end_s:
         swarm.open_more()
         settled = not swarm.to_open and not swarm.in_handshake
+        if settled and record_from_s == float("inf"):
+            record_from_s = time.monotonic() + 1.0
+        swarm.recording = time.monotonic() >= record_from_s
         swarm.poll(0.0 if settled and batch_s else 0.05, counting=True)
         now_s = time.monotonic()
         if settled and batch_s:
@@ -218,7 +270,8 @@ def run(url: str, clients: int, duration_s: float, every_s: float, batch_s: floa
             print(swarm.line(), flush=True)
             next_report_s = now_s + every_s
     swarm.close_all()
-    print(swarm.line(done=True), flush=True)
+    extra = {"latency": swarm.latency()} if latency_every else {}
+    print(swarm.line(done=True, **extra), flush=True)
 
 
 def raise_fd_limit(wanted: int) -> None:
@@ -237,11 +290,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=300.0, dest="duration_s")
     parser.add_argument("--every", type=float, default=0.5, dest="every_s")
     parser.add_argument("--batch-ms", type=float, default=20.0, help="pause between read rounds")
+    parser.add_argument(
+        "--latency-every", type=int, default=0, help="keep latencies of every K-th connection"
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if not parse_uri(args.url).host.startswith("127."):
         parser.error("--url must point at 127.0.0.0/8")
     raise_fd_limit(args.clients + 256)
-    run(args.url, args.clients, args.duration_s, args.every_s, args.batch_ms / 1000)
+    run(
+        args.url,
+        args.clients,
+        args.duration_s,
+        args.every_s,
+        args.batch_ms / 1000,
+        args.latency_every,
+    )
     return 0
 
 

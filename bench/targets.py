@@ -1,7 +1,10 @@
 """The servers under measurement, behind one small interface and chosen by name.
 
-``service`` is the event service (uvicorn + FastAPI, started by :class:`ServiceProcess`);
-``baseline`` is the raw ``websockets`` broadcast server of :mod:`bench.baseline_server`.
+``service`` is the event service (uvicorn + FastAPI, started by :class:`ServiceProcess`) with
+its default settings; ``asgi`` and ``direct`` are the service with ``FANOUT=asgi`` or
+``FANOUT=direct``, and ``direct-0ms`` / ``direct-5ms`` the direct fan-out with another
+batching window (:data:`SERVICE_VARIANTS`). ``baseline`` is the raw ``websockets``
+broadcast server of :mod:`bench.baseline_server`.
 Both are child processes on a free port, both count deliveries, and both answer
 ``GET /stats`` with ``events_received`` / ``events_delivered`` / ``connections``.
 """
@@ -49,12 +52,21 @@ class Target(Protocol):
         """Stop it (SIGTERM, then SIGKILL)."""
 
 
+# The service's settings for each name a benchmark can ask for.
+SERVICE_VARIANTS: dict[str, dict[str, str]] = {
+    "service": {},
+    "asgi": {"FANOUT": "asgi"},
+    "direct": {"FANOUT": "direct"},
+    "direct-0ms": {"FANOUT": "direct", "FANOUT_WINDOW": "0"},
+    "direct-5ms": {"FANOUT": "direct", "FANOUT_WINDOW": "0.005"},
+}
+
+
 class ServiceTarget:
     """The event service with the fixed read handler and the given extra settings."""
 
-    name = "service"
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, name: str = "service") -> None:
+        self.name = name
         settings = settings_from_env({"READ_HANDLER": "fixed", "PORT": "0", **env})
         self._process = ServiceProcess(settings, log_path)
 
@@ -158,17 +170,26 @@ class BaselineTarget:
 def make_target(
     name: str, *, rate_per_s: float, log_dir: Path, amqp_url: str | None = None
 ) -> Target:
-    """Build the server called ``name`` (``service`` or ``baseline``).
+    """Build the server called ``name`` (``baseline`` or one of :data:`SERVICE_VARIANTS`).
 
     Its events come from ``amqp_url`` (RabbitMQ) if given, else at ``rate_per_s`` from itself.
     """
     log_path = log_dir / f"{name}.log"
-    if name == "service":
+    if name in SERVICE_VARIANTS:
         env = {"AMQP_URL": amqp_url} if amqp_url else {"EVENT_RATE": f"{rate_per_s:g}"}
-        return ServiceTarget(env, log_path)
+        return ServiceTarget({**SERVICE_VARIANTS[name], **env}, log_path, name)
     if name == "baseline":
         return BaselineTarget(rate_per_s, log_path, amqp_url)
-    raise ValueError(f"unknown target {name!r}: expected service or baseline")
+    raise ValueError(f"unknown target {name!r}: expected baseline or {', '.join(SERVICE_VARIANTS)}")
 
 
 TARGET_NAMES = ("baseline", "service")
+# The fan-out comparison: the raw baseline and the service's two fan-out paths.
+FANOUT_NAMES = ("baseline", "asgi", "direct")
+
+
+def rotated(names: tuple[str, ...], rep: int) -> tuple[str, ...]:
+    """``names`` in the order of repetition ``rep``: each name goes first in turn, so that no
+    server always runs in the same minute of a noisy machine."""
+    shift = rep % len(names)
+    return names[shift:] + names[:shift]

@@ -25,7 +25,7 @@ def main() -> None:
     )
     logging.getLogger("event_service").info(
         "starting read_handler=%s source=%s ws_impl=%s ws_ping_interval_s=%s http_impl=%s "
-        "handshake_timeout_s=%g ws_max_size_bytes=%d",
+        "handshake_timeout_s=%g ws_max_size_bytes=%d fanout=%s fanout_window_s=%g",
         settings.read_handler,
         settings.source_name,
         settings.ws_impl,
@@ -33,6 +33,8 @@ def main() -> None:
         settings.http_impl,
         settings.handshake_timeout_s,
         settings.ws_max_size_bytes,
+        settings.fanout,
+        settings.fanout_window_s,
     )
     warn_if_unverified_uvicorn()
     # A launcher that chose the port itself passes the listening socket (LISTEN_FD).

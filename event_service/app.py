@@ -10,10 +10,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 
 from event_service.admission import Admission
 from event_service.counters import Counters
+from event_service.direct_fanout import fanout_in_effect
 from event_service.hub import Hub
 from event_service.limits import BoundedLog, TokenBucket
 from event_service.observer import Observer
@@ -36,7 +38,12 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         counters = Counters()
-        hub = Hub(counters, settings.queue_size, settings.slow_consumer_bytes)
+        hub = Hub(
+            counters,
+            settings.queue_size,
+            settings.slow_consumer_bytes,
+            window_s=settings.fanout_window_s,
+        )
         source = make_source(settings, hub, counters)
         fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         app.state.settings = settings
@@ -62,10 +69,12 @@ def create_app(settings: Settings) -> FastAPI:
             ",".join(sorted(settings.ws_origins)) if settings.ws_origins else "any",
         )
         app.state.handler = READ_HANDLERS[settings.read_handler]
+        fanout, _ = fanout_in_effect(settings.fanout, settings.ws_impl, uvicorn.__version__)
         app.state.observer = Observer(
             read_handler=settings.read_handler,
             ws_impl=settings.ws_impl,
             source=settings.source_name,
+            fanout=fanout,
         )
         if settings.read_handler == "missing":
             logger.warning(

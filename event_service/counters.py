@@ -24,6 +24,9 @@ class Counters:
     slow_consumers: int = 0
     sessions_refused: int = 0
     publish_refused: int = 0
+    #: Writes of the direct fan-out (FANOUT=direct): each one writes every subscriber's due
+    #: frames; events_received / fanout_batches is how many events a write carries.
+    fanout_batches: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain mapping."""

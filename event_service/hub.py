@@ -1,23 +1,37 @@
 """The hub: fans each event out to the subscribers of its type, through bounded buffers.
 
-Each subscriber has a buffer of at most ``queue_size`` events and a budget of unsent bytes
-(``slow_consumer_bytes``: its buffered events plus what its transport and the kernel have not
-sent yet). A subscriber that would go past either is marked slow, its session is closed
-(``SLOW_CODE``) and the events it missed are counted as dropped: nothing of ours grows
-without bound, and no subscriber misses events silently while it stays connected. The only
-unbounded buffers left are the kernel's receive queues, which is what the lab is about.
+Two ways to hand an event to a session, chosen per session by what the server offers
+(``FANOUT``, see :mod:`event_service.direct_fanout`):
+
+- :class:`Subscriber` (``asgi``): the event goes into the subscriber's buffer and its
+  session's writer task sends it through ASGI, one ``send`` per event.
+- :class:`DirectSubscriber` (``direct``): the hub encodes each event's frame once, and at the
+  end of the loop iteration writes every subscriber's due frames to its connection in one
+  write: no task wakes up, no ASGI message per event. A batch is written at least
+  ``FANOUT_WINDOW`` after the previous one: events that come faster than that, or pile up
+  while a batch is written, go out together.
+
+Each subscriber has a buffer of at most ``queue_size`` events (for a direct one: batches
+waiting while its transport is paused) and a budget of unsent bytes (``slow_consumer_bytes``:
+its buffered events plus what its transport and the kernel have not sent yet). A subscriber
+that would go past either is marked slow, its session is closed (``SLOW_CODE``) and the
+events it missed are counted as dropped: nothing of ours grows without bound, and no
+subscriber misses events silently while it stays connected. The only unbounded buffers left
+are the kernel's receive queues, which is what the lab is about.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from event_service.counters import Counters
+from event_service.direct_subscriber import DirectSubscriber, FrameSink, text_frame
 from event_service.events import Event
 
-__all__ = ["SLOW_CODE", "SLOW_REASON", "Hub", "Subscriber"]
+__all__ = ["SLOW_CODE", "SLOW_REASON", "Hub", "Subscriber", "Subscription"]
 
 # An application close code, as Centrifugo's 3008 "slow": the client may reconnect.
 SLOW_CODE = 4008
@@ -154,42 +168,80 @@ class Subscriber:
             waiter.set_result(None)
 
 
+#: Either kind of subscription, as sessions see it.
+Subscription = Subscriber | DirectSubscriber
+
+
 class Hub:
     """The registry of subscribers and the fan-out of events to them."""
 
-    def __init__(self, counters: Counters, queue_size: int, budget_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        counters: Counters,
+        queue_size: int,
+        budget_bytes: int = 1 << 20,
+        window_s: float = 0.0,
+    ) -> None:
         self._counters = counters
         self._queue_size = queue_size
         self._budget_bytes = budget_bytes
-        self._subscribers: set[Subscriber] = set()
+        self._window_s = window_s
+        self._queued: set[Subscriber] = set()
+        self._direct: set[DirectSubscriber] = set()
+        # Events published for the direct subscribers and not written yet: at most
+        # queue_size, then they are written at once.
+        self._pending: list[Event] = []
+        self._flush: asyncio.Handle | None = None
+        # When the last batch was written (monotonic seconds): the next one waits until
+        # window_s after it, so that events published meanwhile share its writes.
+        self._flushed_at_s = float("-inf")
         self._stopping = False
         self._empty = asyncio.Event()
         self._empty.set()
 
     def __len__(self) -> int:
-        return len(self._subscribers)
+        return len(self._queued) + len(self._direct)
 
     @property
     def is_stopping(self) -> bool:
         """Whether :meth:`stop_all` was called; new subscribers are stopped at once."""
         return self._stopping
 
-    def subscribe(self, types: frozenset[str] | None) -> Subscriber:
-        """Register a subscriber for ``types`` (``None``: every type)."""
-        subscriber = Subscriber(types, self._queue_size, self._budget_bytes)
-        self._subscribers.add(subscriber)
+    def subscribe(
+        self, types: frozenset[str] | None, sink: FrameSink | None = None
+    ) -> Subscription:
+        """Register a subscriber for ``types`` (``None``: every type).
+
+        With a ``sink`` (the connection offers one) the hub writes its events itself: a
+        :class:`DirectSubscriber`; without, its session sends them: a :class:`Subscriber`.
+        """
+        subscriber: Subscription
+        if sink is None:
+            subscriber = Subscriber(types, self._queue_size, self._budget_bytes)
+            self._queued.add(subscriber)
+        else:
+            subscriber = DirectSubscriber(
+                types, sink, self._counters, self._queue_size, self._budget_bytes
+            )
+            self._direct.add(subscriber)
         self._empty.clear()
         self._counters.connections_opened += 1
         if self._stopping:
             subscriber.stop()
         return subscriber
 
-    def unsubscribe(self, subscriber: Subscriber) -> None:
+    def unsubscribe(self, subscriber: Subscription) -> None:
         """Remove a subscriber; safe to call twice."""
-        if subscriber in self._subscribers:
-            self._subscribers.remove(subscriber)
+        if isinstance(subscriber, Subscriber):
+            was_registered = subscriber in self._queued
+            self._queued.discard(subscriber)
+        else:
+            was_registered = subscriber in self._direct
+            self._direct.discard(subscriber)
+            subscriber.detach()
+        if was_registered:
             self._counters.connections_closed += 1
-            if not self._subscribers:
+            if not len(self):
                 self._empty.set()
 
     async def wait_empty(self) -> None:
@@ -197,10 +249,14 @@ class Hub:
         await self._empty.wait()
 
     def publish(self, event: Event) -> int:
-        """Buffer ``event`` for every subscriber of its type; return how many got it."""
+        """Hand ``event`` to every subscriber of its type.
+
+        Returns how many :class:`Subscriber` buffered it; direct subscribers get it when the
+        batch is written (``events_delivered`` counts them then).
+        """
         self._counters.events_received += 1
         queued = dropped = 0
-        for subscriber in self._subscribers:
+        for subscriber in self._queued:
             if not subscriber.wants(event.type):
                 continue
             was_slow = subscriber.is_slow
@@ -211,10 +267,70 @@ class Hub:
                 if not was_slow:
                     self._counters.slow_consumers += 1
         self._counters.events_dropped += dropped
+        if self._direct:
+            self._pend(event)
         return queued
 
     def stop_all(self) -> None:
-        """Ask every session to close (server shutdown)."""
+        """Ask every session to close (server shutdown), after what was published before."""
         self._stopping = True
-        for subscriber in self._subscribers:
+        self.flush()
+        for subscriber in self._queued:
             subscriber.stop()
+        for direct in self._direct:
+            direct.stop()
+
+    def flush(self) -> None:
+        """Write the pending events to the direct subscribers now: each event's frame is
+        encoded once, and each subscriber gets every frame due for it in one write."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        self._counters.fanout_batches += 1
+        frames = [text_frame(event.text) for event in batch]
+        selections: dict[frozenset[str] | None, tuple[bytes, Sequence[Event]]] = {
+            None: (b"".join(frames), batch)
+        }
+        dropped = slow = 0
+        for subscriber in self._direct:
+            selection = selections.get(subscriber.types)
+            if selection is None:
+                selection = selections[subscriber.types] = _select(subscriber, batch, frames)
+            data, events = selection
+            if not events:
+                continue
+            if not subscriber.is_slow:
+                subscriber.deliver(data, events)
+                if not subscriber.is_slow:
+                    continue
+                slow += 1
+            dropped += len(events)
+        self._counters.events_dropped += dropped
+        self._counters.slow_consumers += slow
+        self._flushed_at_s = time.monotonic()
+
+    def _pend(self, event: Event) -> None:
+        self._pending.append(event)
+        if len(self._pending) >= self._queue_size:
+            self.flush()
+        elif self._flush is None:
+            # At the end of this loop iteration, or window_s after the last batch: events
+            # far apart go out at once, events close together (or piling up behind a slow
+            # write) go out together.
+            loop = asyncio.get_running_loop()
+            wait_s = self._flushed_at_s + self._window_s - time.monotonic()
+            if wait_s > 0:
+                self._flush = loop.call_later(wait_s, self.flush)
+            else:
+                self._flush = loop.call_soon(self.flush)
+
+
+def _select(
+    subscriber: DirectSubscriber, batch: list[Event], frames: list[bytes]
+) -> tuple[bytes, Sequence[Event]]:
+    """The events of ``batch`` that ``subscriber`` wants, and their frames joined."""
+    wanted = [index for index, event in enumerate(batch) if subscriber.wants(event.type)]
+    return b"".join(frames[i] for i in wanted), [batch[i] for i in wanted]

@@ -84,6 +84,8 @@ _COUNTERS = (
      "WebSocket handshakes refused (session cap, token or Origin)."),
     ("event_service_publish_refused", "publish_refused",
      "POST /events requests refused by the rate limit."),
+    ("event_service_fanout_batches", "fanout_batches",
+     "Batches of events the direct fan-out wrote, each in one write per subscriber."),
 )  # fmt: skip
 
 

@@ -31,8 +31,13 @@ __all__ = ["Observer", "read_service_sockets"]
 class Observer:
     """Takes snapshots of the service's sockets, kernel memory, process and counters."""
 
-    def __init__(self, *, read_handler: str, ws_impl: str, source: str) -> None:
-        self._labels = {"read_handler": read_handler, "ws_impl": ws_impl, "source": source}
+    def __init__(self, *, read_handler: str, ws_impl: str, source: str, fanout: str) -> None:
+        self._labels = {
+            "read_handler": read_handler,
+            "ws_impl": ws_impl,
+            "source": source,
+            "fanout": fanout,
+        }
         self._process = psutil.Process()
 
     async def snapshot(self, port: int, counters: Counters, subscribers: int) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocketDisconnect
 
 from event_service.admission import Refusal, bearer_token, token_matches
+from event_service.direct_fanout import frame_sink_of
 from event_service.errors import InvalidSubscription
 from event_service.events import make_event, parse_subscription
 from event_service.metrics import CONTENT_TYPE, render_metrics
@@ -65,7 +66,8 @@ async def subscribe(websocket: WebSocket, events: str | None = None) -> None:
 
 async def _serve(websocket: WebSocket, types: frozenset[str] | None) -> None:
     state = websocket.app.state
-    subscriber = state.hub.subscribe(types)
+    # With FANOUT=direct the server offers the connection as a frame sink: the hub writes.
+    subscriber = state.hub.subscribe(types, frame_sink_of(websocket.scope))
     try:
         await state.handler(websocket, subscriber, state.counters)
     except Exception:

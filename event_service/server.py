@@ -25,6 +25,7 @@ from collections.abc import Callable
 import uvicorn
 
 from event_service.app import create_app, stop_sessions
+from event_service.direct_fanout import DirectFanoutProtocol, fanout_in_effect
 from event_service.request_head import HEAD_LIMITS
 from event_service.settings import Settings
 from event_service.transport import abort, unacked_bytes
@@ -49,7 +50,15 @@ logger = logging.getLogger("event_service")
 
 
 def build_config(settings: Settings) -> uvicorn.Config:
-    """uvicorn settings for ``settings``; keepalive ``None`` disables pings in every WS impl."""
+    """uvicorn settings for ``settings``; keepalive ``None`` disables pings in every WS impl.
+
+    ``FANOUT=direct`` falls back to ``asgi``, with a warning, where it cannot run (another
+    ``WS_IMPL``, a uvicorn release it was not verified with).
+    """
+    fanout, why_not = fanout_in_effect(settings.fanout, settings.ws_impl, uvicorn.__version__)
+    if why_not is not None:
+        logger.warning("fanout=%s instead of %s: %s", fanout, settings.fanout, why_not)
+    ws = DirectFanoutProtocol if fanout == "direct" else ws_protocol(settings.ws_impl)
     return uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -58,7 +67,7 @@ def build_config(settings: Settings) -> uvicorn.Config:
             settings.http_impl, request_timeout_s=settings.handshake_timeout_s
         ),
         h11_max_incomplete_event_size=HEAD_LIMITS.head_bytes,
-        ws=ws_protocol(settings.ws_impl),
+        ws=ws,
         ws_max_size=settings.ws_max_size_bytes,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,

@@ -11,7 +11,10 @@ The missing and the fixed handler differ in exactly one thing: whether a reader 
 
 The writer is the same in both, and so is the slow-consumer policy, which is about the
 write side only: a subscriber past its budget (see :mod:`event_service.hub`) is closed with
-``SLOW_CODE``, and aborted if even the close frame cannot get through.
+``SLOW_CODE``, and aborted if even the close frame cannot get through. With ``FANOUT=asgi``
+the writer sends every event through ASGI; with ``FANOUT=direct`` the hub writes the events
+below ASGI itself (:mod:`event_service.direct_subscriber`), and the writer only waits for the
+end of the session to close it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from collections.abc import Awaitable, Callable
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from event_service.counters import Counters
-from event_service.hub import SLOW_CODE, SLOW_REASON, Subscriber
+from event_service.direct_subscriber import DirectSubscriber
+from event_service.hub import SLOW_CODE, SLOW_REASON, Subscriber, Subscription
 from event_service.transport import abort, cap_send_buffer, transport_of, unsent_bytes
 
 __all__ = [
@@ -45,15 +49,15 @@ SHUTDOWN_REASON = "server shutting down"
 # dropped with a RST: a client that reads again in time learns why it was closed.
 SLOW_CLOSE_GRACE_S = 5.0
 
-Handler = Callable[[WebSocket, Subscriber, Counters], Awaitable[None]]
+Handler = Callable[[WebSocket, Subscription, Counters], Awaitable[None]]
 
 
-async def serve_without_reader(ws: WebSocket, subscriber: Subscriber, counters: Counters) -> None:
+async def serve_without_reader(ws: WebSocket, subscriber: Subscription, counters: Counters) -> None:
     """The bug: write events, never read. Client messages pile up in the kernel."""
     await write_events(ws, subscriber, counters)
 
 
-async def serve_with_reader(ws: WebSocket, subscriber: Subscriber, counters: Counters) -> None:
+async def serve_with_reader(ws: WebSocket, subscriber: Subscription, counters: Counters) -> None:
     """The fix: drain client messages next to the writer; stop writing when reading ends."""
     async with asyncio.TaskGroup() as tasks:
         writer = tasks.create_task(write_events(ws, subscriber, counters), name="ws-writer")
@@ -68,7 +72,7 @@ READ_HANDLERS: dict[str, Handler] = {
 }
 
 
-async def write_events(ws: WebSocket, subscriber: Subscriber, counters: Counters) -> None:
+async def write_events(ws: WebSocket, subscriber: Subscription, counters: Counters) -> None:
     """Send buffered events until the client is gone, the hub stops the session, or the
     subscriber falls behind its budget (then close it as a slow consumer)."""
     transport = transport_of(ws.scope)
@@ -83,7 +87,10 @@ async def write_events(ws: WebSocket, subscriber: Subscriber, counters: Counters
     # blocked in send() on a full socket: cancelling is the way to get it out of there.
     subscriber.on_slow(task.cancel)
     try:
-        await _send_events(ws, subscriber, counters)
+        if isinstance(subscriber, DirectSubscriber):
+            await _close_when_ended(ws, subscriber)
+        else:
+            await _send_events(ws, subscriber, counters)
         return
     except asyncio.CancelledError:
         if not subscriber.is_slow or task.uncancel() > 0:
@@ -103,6 +110,13 @@ async def _send_events(ws: WebSocket, subscriber: Subscriber, counters: Counters
         except WebSocketDisconnect:
             return
         counters.events_delivered += 1
+
+
+async def _close_when_ended(ws: WebSocket, subscriber: DirectSubscriber) -> None:
+    """The hub writes this subscriber's events itself: close the session once it ends."""
+    if await subscriber.ended() == "stopped":
+        with contextlib.suppress(WebSocketDisconnect):
+            await ws.close(SHUTDOWN_CODE, SHUTDOWN_REASON)
 
 
 async def close_slow(ws: WebSocket) -> None:

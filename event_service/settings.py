@@ -16,6 +16,7 @@ from event_service.errors import SettingsError
 
 __all__ = [
     "ENV_VARS",
+    "FANOUTS",
     "HTTP_IMPLS",
     "LOG_LEVELS",
     "READ_HANDLERS",
@@ -31,10 +32,15 @@ ENV_VARS = (
     "WS_PING_INTERVAL", "WS_PING_TIMEOUT", "QUEUE_SIZE", "AMQP_PREFETCH", "LOG_LEVEL",
     "MAX_SESSIONS", "SLOW_CONSUMER_BYTES", "EVENT_MAX_BYTES", "PUBLISH_RATE", "ADMIN_TOKEN",
     "WS_TOKEN", "WS_ORIGINS", "WS_MAX_SIZE", "HANDSHAKE_TIMEOUT", "HTTP_IMPL", "AMQP_EXCHANGE",
-    "AMQP_QUEUE_EXPIRES",
+    "AMQP_QUEUE_EXPIRES", "FANOUT", "FANOUT_WINDOW",
 )  # fmt: skip
 WS_IMPLS = ("websockets-sansio", "wsproto", "websockets")
 HTTP_IMPLS = ("httptools", "h11")
+# How the hub hands events to sessions: through ASGI (a writer task per session, the plain
+# FastAPI way) or below it, written straight to each connection (event_service/direct_fanout.py).
+FANOUTS = ("asgi", "direct")
+# The batching window is a few milliseconds at most: an event may wait that long.
+FANOUT_WINDOW_MAX_S = 0.02
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # AMQP names of our own: a short string of safe characters; "amq." is reserved by the broker.
 _EXCHANGE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,127}$")
@@ -81,6 +87,11 @@ class Settings:
     http_impl: str = "httptools"
     amqp_exchange: str = "events"
     amqp_queue_expires_s: int = 300
+    fanout: str = "direct"
+    # The direct fan-out writes a batch at least this long after the previous one: events
+    # closer together, or piling up behind a long write, share one write per subscriber
+    # (0: only those published in the same loop iteration). Events far apart never wait.
+    fanout_window_s: float = 0.001
 
     @property
     def source_name(self) -> str:
@@ -128,6 +139,10 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         amqp_queue_expires_s=_int(
             env, "AMQP_QUEUE_EXPIRES", defaults.amqp_queue_expires_s, low=10, high=86_400
         ),
+        fanout=_choice(env, "FANOUT", defaults.fanout, FANOUTS),
+        fanout_window_s=_float(
+            env, "FANOUT_WINDOW", defaults.fanout_window_s, low=0.0, high=FANOUT_WINDOW_MAX_S
+        ),
     )
 
 
@@ -166,6 +181,8 @@ def render_env(settings: Settings) -> dict[str, str]:
         "HTTP_IMPL": settings.http_impl,
         "AMQP_EXCHANGE": settings.amqp_exchange,
         "AMQP_QUEUE_EXPIRES": str(settings.amqp_queue_expires_s),
+        "FANOUT": settings.fanout,
+        "FANOUT_WINDOW": repr(settings.fanout_window_s),
     }
     return {name: value for name, value in env.items() if value != ""}
 

@@ -44,6 +44,7 @@ from event_service.request_head import HEAD_LIMITS, HeadLimits, HeadScanner, Hea
 __all__ = [
     "VERIFIED_UVICORN",
     "GuardedServer",
+    "GuardedWebSocketsSansIO",
     "guarded_http_protocol",
     "is_verified_uvicorn",
     "warn_if_unverified_uvicorn",
@@ -217,7 +218,7 @@ def guarded_http_protocol(
     return protocol
 
 
-class _WebSocketsSansIO(WebSocketsSansIOProtocol):
+class GuardedWebSocketsSansIO(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol that answers a handshake websockets refused."""
 
     def data_received(self, data: bytes) -> None:
@@ -240,7 +241,7 @@ class _WebSocketsSansIO(WebSocketsSansIOProtocol):
 
 def ws_protocol(ws_impl: str) -> str | type[asyncio.Protocol]:
     """What to pass as uvicorn's ``ws`` setting for ``WS_IMPL``."""
-    return _WebSocketsSansIO if ws_impl == "websockets-sansio" else ws_impl
+    return GuardedWebSocketsSansIO if ws_impl == "websockets-sansio" else ws_impl
 
 
 class GuardedServer(uvicorn.Server):

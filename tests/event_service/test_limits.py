@@ -21,7 +21,7 @@ from websockets.frames import Opcode
 from websockets.uri import parse_uri
 
 from event_service.hub import SLOW_CODE
-from tests.conftest import Launch
+from tests.conftest import BOTH_FANOUTS, Launch
 from tests.utils import wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -99,6 +99,7 @@ def server_socket_exists(port: int, client: tuple[str, int]) -> bool:
     return any(line.split()[0] != "TIME-WAIT" for line in out.splitlines() if line.strip())
 
 
+@BOTH_FANOUTS
 @pytest.mark.parametrize("read_handler", ["off", "on"])
 async def test_a_subscriber_that_stops_reading_is_closed_past_its_budget(
     launch: Launch, read_handler: str
@@ -155,6 +156,7 @@ async def test_a_subscriber_that_stops_reading_is_closed_past_its_budget(
             client.close()
 
 
+@BOTH_FANOUTS
 async def test_a_subscriber_that_never_reads_again_is_dropped_with_its_buffers(
     launch: Launch,
 ) -> None:
@@ -212,6 +214,7 @@ async def test_at_the_session_cap_a_new_client_is_refused_and_health_answers(
             await ws.close()
 
 
+@BOTH_FANOUTS
 async def test_a_leaky_client_cannot_exhaust_the_fds(launch: Launch) -> None:
     """Under a 256-fd limit, a client that opens 300 sessions and never closes them gets the
     derived cap and then 503s, while /healthz and /stats keep answering; refusals are logged

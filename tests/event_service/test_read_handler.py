@@ -9,10 +9,10 @@ import pytest
 
 from leaklab.children import ServiceProcess
 from ping_client.swarm import Swarm, SwarmConfig
-from tests.conftest import Launch
+from tests.conftest import BOTH_FANOUTS, Launch
 from tests.utils import kernel_server_sockets, wait_until
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), BOTH_FANOUTS]
 
 CLIENTS = 4
 LEAK_FLOOR_BYTES = 64 * 1024

@@ -24,11 +24,11 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import Launch
+from tests.conftest import BOTH_FANOUTS, Launch
 from tests.event_service.test_session import open_stalled_subscriber
 from tests.utils import wait_until
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), BOTH_FANOUTS]
 
 STALLED_CLIENTS = 20
 READERS = 3

@@ -14,10 +14,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import Launch
+from tests.conftest import BOTH_FANOUTS, Launch
 from tests.utils import eventually, kernel_server_sockets, wait_until
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), BOTH_FANOUTS]
 
 
 def client(url: str, **kwargs: object) -> connect:

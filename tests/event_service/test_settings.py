@@ -78,6 +78,10 @@ def test_keepalive_seconds_or_off(name, raw, expected):
         ("AMQP_QUEUE_EXPIRES", "5m", "an integer from 10 to 86400"),
         ("EVENT_MAX_BYTES", "100", "an integer from 256 to 16777216"),
         ("EVENT_MAX_BYTES", "64KiB", "an integer from 256 to 16777216"),
+        ("FANOUT", "raw", "asgi, direct"),
+        ("FANOUT_WINDOW", "0.5", "a number from 0 to 0.02"),
+        ("FANOUT_WINDOW", "-0.001", "a number from 0 to 0.02"),
+        ("FANOUT_WINDOW", "1ms", "a number from 0 to 0.02"),
     ],
 )
 def test_invalid_value_raises_an_error_naming_variable_and_valid_values(name, raw, valid):
@@ -130,6 +134,8 @@ def test_rendered_settings_parse_back_to_the_same_settings():
         http_impl="h11",
         amqp_exchange="events.test",
         amqp_queue_expires_s=60,
+        fanout="asgi",
+        fanout_window_s=0.0025,
     )
     assert settings_from_env(render_env(settings)) == settings
     assert settings_from_env(render_env(Settings())) == Settings()
@@ -192,3 +198,10 @@ def test_event_size_limit_default_is_the_parsers():
 )
 def test_broker_settings_are_parsed(env, field, expected):
     assert getattr(settings_from_env(env), field) == expected
+
+
+def test_fanout_defaults_to_direct_with_a_window_of_a_millisecond():
+    settings = settings_from_env({})
+    assert (settings.fanout, settings.fanout_window_s) == ("direct", 0.001)
+    settings = settings_from_env({"FANOUT": " ASGI ", "FANOUT_WINDOW": "0"})
+    assert (settings.fanout, settings.fanout_window_s) == ("asgi", 0.0)

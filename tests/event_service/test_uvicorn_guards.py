@@ -278,6 +278,6 @@ async def test_sansio_protocol_answers_400_to_a_request_websockets_cannot_parse(
 
 async def test_upstream_sansio_protocol_still_leaves_the_refusal_unwritten() -> None:
     """The upstream bug the workaround is for. When this fails, uvicorn writes the refusal
-    itself: drop ``_WebSocketsSansIO`` from event_service/uvicorn_guards.py."""
+    itself: drop ``GuardedWebSocketsSansIO`` from event_service/uvicorn_guards.py."""
     transport = await feed_sansio(WebSocketsSansIOProtocol, LINE_TOO_LONG_FOR_WEBSOCKETS)
     assert transport.written == b"" and not transport.closed

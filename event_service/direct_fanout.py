@@ -1,0 +1,133 @@
+"""The direct fan-out inside uvicorn: each connection offered to the hub as a frame sink.
+
+With ``FANOUT=direct`` uvicorn runs :class:`DirectFanoutProtocol`: its websockets-sansio
+protocol (with the guards of :mod:`event_service.uvicorn_guards`) that puts itself in the
+ASGI scope as a :class:`~event_service.direct_subscriber.FrameSink`. The hub then writes
+each event's frame, encoded once, straight to the connection's transport, without a task or
+an ASGI message per delivery. Everything else (the handshake, reading, pings, close frames,
+flow control) stays uvicorn's.
+
+Why no frame can be interleaved with another: uvicorn writes each of its own frames (pongs,
+keepalive pings, close frames) with one ``transport.write`` of whole frames, synchronously
+in a callback, and so does the hub; writes to one transport keep their order and are never
+split. Before each write the sink checks, as ``websockets.broadcast`` does, that the
+connection may still carry data (open, no close frame sent or received, not lost), and
+writes first anything websockets has queued, so no frame of ours overtakes one of its own or
+follows its close frame. A connection that negotiated an extension (permessage-deflate) gets
+its own frames, encoded by its websockets protocol in the order they are written.
+
+What this relies on in uvicorn, verified for :data:`~event_service.uvicorn_guards.VERIFIED_UVICORN`
+(pinned in pyproject.toml; tests/event_service/test_direct_fanout.py checks each point):
+
+- ``WebSocketsSansIOProtocol.handle_connect`` sets ``self.scope`` (with an ``extensions``
+  dict) and creates the ASGI task without running it, so the scope can still gain a key;
+- its attributes ``conn`` (websockets' ``ServerProtocol``), ``transport``, ``close_sent``,
+  ``disconnected`` and ``writable`` (an ``asyncio.Event``, set while the transport takes
+  writes; ``pause_writing`` clears it, ``resume_writing`` and ``connection_lost`` set it);
+- uvicorn sends every frame of its own as ``transport.write(b"".join(conn.data_to_send()))``
+  in the same callback that made it, and never sends fragmented messages;
+- ``request`` and ``response`` (the handshake's, with their headers: about 3.5 KiB) are read
+  only until the app's ``websocket.accept`` is sent, so they are dropped then.
+
+On another uvicorn release, or another ``WS_IMPL``, :func:`fanout_in_effect` falls back to
+``asgi`` (the service logs a warning at start-up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from uvicorn._types import ASGISendEvent
+from websockets.http11 import Request
+from websockets.protocol import State
+
+from event_service.direct_subscriber import FrameSink, Write
+from event_service.events import Event
+from event_service.uvicorn_guards import VERIFIED_UVICORN, GuardedWebSocketsSansIO
+from event_service.uvicorn_guards import is_verified_uvicorn as _is_verified
+
+__all__ = ["FRAME_SINK_KEY", "DirectFanoutProtocol", "fanout_in_effect", "frame_sink_of"]
+
+FRAME_SINK_KEY = "event_service.frame_sink"
+
+Fanout = Literal["asgi", "direct"]
+
+
+def fanout_in_effect(
+    requested: str, ws_impl: str, uvicorn_version: str
+) -> tuple[Fanout, str | None]:
+    """The fan-out the service will run, and why it is not the one requested (or None)."""
+    if requested == "asgi":
+        return "asgi", None
+    if ws_impl != "websockets-sansio":
+        return "asgi", f"FANOUT=direct needs WS_IMPL=websockets-sansio, not {ws_impl}"
+    if not _is_verified(uvicorn_version):
+        low, high = (".".join(map(str, v)) for v in VERIFIED_UVICORN)
+        return "asgi", (
+            f"FANOUT=direct relies on uvicorn internals verified with >={low}, <{high} only, "
+            f"not uvicorn {uvicorn_version}"
+        )
+    return "direct", None
+
+
+def frame_sink_of(scope: Any) -> FrameSink | None:
+    """The connection's frame sink, if the server offers one (``FANOUT=direct``)."""
+    extensions = scope.get("extensions") or {}
+    sink: FrameSink | None = extensions.get(FRAME_SINK_KEY)
+    return sink
+
+
+class DirectFanoutProtocol(GuardedWebSocketsSansIO):
+    """uvicorn's websockets-sansio protocol, offered to the hub as a :class:`FrameSink`."""
+
+    _on_writable: Callable[[], object] | None = None
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # set only when the handshake goes on (101)
+        if scope is not None:
+            scope["extensions"][FRAME_SINK_KEY] = self
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # Nothing reads them again; an idle subscriber is mostly such objects.
+            self.request = self.response = None  # type: ignore[assignment]
+
+    def write_frames(self, frames: bytes, events: Sequence[Event]) -> Write:
+        """Write ``events`` in one write, now, unless the transport is paused or closed."""
+        conn = self.conn
+        if conn.state is not State.OPEN or self.close_sent or self.disconnected:
+            return Write.CLOSED
+        transport = self.transport
+        if transport.is_closing():
+            return Write.CLOSED
+        if not self.writable.is_set():
+            return Write.PAUSED
+        if conn.extensions:  # its own frames, through its compression context, in order
+            for event in events:
+                conn.send_text(event.text.encode())
+            transport.write(b"".join(conn.data_to_send()))
+            return Write.WRITTEN
+        if conn.writes:  # never seen: uvicorn writes what it queues at once
+            transport.write(b"".join(conn.data_to_send()))
+        transport.write(frames)
+        return Write.WRITTEN
+
+    def call_when_writable(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once, when the transport takes writes again or is lost."""
+        self._on_writable = callback
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._writable_again()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._writable_again()
+
+    def _writable_again(self) -> None:
+        callback, self._on_writable = self._on_writable, None
+        if callback is not None:
+            callback()
