@@ -51,11 +51,12 @@ def test_quick_matrix_uses_one_second_keepalive():
 
 def test_full_matrix_has_every_combination_once():
     cells = build_matrix(full=True)
-    assert len(cells) == 3 * 2 + 3 * 2 * 4 + 2 == len({c.name for c in cells})
+    assert len(cells) == 3 * 2 * 2 + 3 * 2 * 4 + 2 == len({c.name for c in cells})
     assert len(static(cells)) == 3 * 2 * 4
     assert {c.ws_impl for c in cells} == {"websockets-sansio", "wsproto", "websockets"}
     assert {c.ping_kind for c in cells} == {"message", "control"}
-    assert [c.shape for c in cells[:6]] == ["churn"] * 6  # churn first
+    assert [c.shape for c in cells[:12]] == ["churn"] * 12  # churn first
+    assert {c.keepalive for c in cells[:12]} == {KEEPALIVE_OFF, KEEPALIVE_DEFAULT}
     vanished = [c for c in cells if c.shape == "vanished"]
     assert [(c.read_handler, c.keepalive) for c in vanished] == [
         ("fixed", KEEPALIVE_OFF), ("fixed", KEEPALIVE_SHORT),
@@ -76,6 +77,9 @@ def test_full_matrix_has_every_combination_once():
         (Cell("missing", KEEPALIVE_DEFAULT, "websockets", "control"), "healthy"),
         (Cell("missing", KEEPALIVE_OFF, shape="churn", churn=CHURN_QUICK), "leak"),
         (Cell("fixed", KEEPALIVE_OFF, shape="churn", churn=CHURN_QUICK), "healthy"),
+        # Keepalive resets the departed clients' sockets; their sessions stay registered.
+        (Cell("missing", KEEPALIVE_DEFAULT, shape="churn", churn=CHURN_DEFAULT), "leak"),
+        (Cell("fixed", KEEPALIVE_DEFAULT, shape="churn", churn=CHURN_DEFAULT), "healthy"),
     ],
     ids=lambda v: v.name if isinstance(v, Cell) else v,
 )

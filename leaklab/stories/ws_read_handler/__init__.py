@@ -39,7 +39,7 @@ def _dead(figures: dict[str, Any]) -> str:
     if figures.get("dead_sessions_end") is None:
         return "-"
     return (
-        f"{figures['dead_sessions_end']} ({figures['dead_sessions_growth_per_min']:+.0f}/min, "
+        f"{figures['dead_sessions_end']} ({round(figures['dead_sessions_growth_per_min']):+d}/min, "
         f"r² {figures['dead_sessions_r2']:.2f})"
     )
 

@@ -120,11 +120,12 @@ def churn_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     )
     left = max((s.get("left") or 0 for s in samples), default=0)
     return {
-        "dead_sessions_growth_per_min": round(dead_fit.slope_per_min, 1),
+        # (+ 0.0: a flat line's -0.0 reads 0)
+        "dead_sessions_growth_per_min": round(dead_fit.slope_per_min, 1) + 0.0,
         "dead_sessions_r2": round(dead_fit.r2, 3),
         "dead_sessions_end": int(dead[-1][1]) if dead else None,
         "dead_sessions_fit_samples": dead_fit.points,
-        "recv_q_growth_mib_per_min": round(recv_fit.slope_per_min, 2),
+        "recv_q_growth_mib_per_min": round(recv_fit.slope_per_min, 2) + 0.0,
         "recv_q_r2": round(recv_fit.r2, 3),
         "clients_opened": max((s.get("opened") or 0 for s in samples), default=0),
         "clients_left": left,
@@ -146,9 +147,9 @@ def judge_churn(figures: dict[str, Any]) -> tuple[Verdict, str]:
     recv_q = f"Recv-Q {figures['recv_q_growth_mib_per_min']:+.1f} MiB/min"
     if grows and r2 >= LINEAR_R2 and end > DEAD_ALLOWED:
         return "leak", (
-            f"leaks: dead sessions grow {growth:.0f}/min (r² {r2:.2f}), {recv_q}; {end} of "
-            f"{figures['clients_left']} clients that left are still registered "
-            f"({_states(figures['sockets_by_state_end'])})"
+            f"leaks: dead sessions grow {growth:.0f}/min (r² {r2:.2f}), {recv_q}; {end} "
+            "clients that left are still registered (the service's sockets: "
+            f"{_states(figures['sockets_by_state_end'])})"
         )
     if grows and end > DEAD_ALLOWED:
         return (
@@ -157,12 +158,12 @@ def judge_churn(figures: dict[str, Any]) -> tuple[Verdict, str]:
         )
     if end > DEAD_ALLOWED:
         return "masked", (
-            f"masked: {end} dead sessions at the end but no growth ({growth:+.0f}/min): "
+            f"masked: {end} dead sessions at the end but no growth ({round(growth):+d}/min): "
             "something reaps them late"
         )
     return "healthy", (
         f"healthy: sessions are reaped as clients leave ({figures['clients_left']} left, "
-        f"{end} dead at the end, {growth:+.0f}/min)"
+        f"{end} dead at the end, {round(growth):+d}/min)"
     )
 
 

@@ -141,15 +141,18 @@ def can_run(cell: Cell) -> str | None:
 def expected_verdict(cell: Cell) -> str:
     """What the story predicts.
 
-    Unread data messages leak unless keepalive kills the sessions, with static clients and
-    with clients that leave alike; a vanished client sends nothing (no FIN, no RST, no data),
-    so a reader cannot notice it: only keepalive reaps it. A cell this machine cannot run is
-    expected ``unknown``.
+    Unread data messages leak unless keepalive kills the sessions. Clients that leave leak
+    sessions with keepalive too: its pings reset the departed clients' sockets, but a session
+    that neither reads nor sends never learns. A vanished client sends nothing (no FIN, no
+    RST, no data), so a reader cannot notice it: only keepalive reaps it. A cell this machine
+    cannot run is expected ``unknown``.
     """
     if can_run(cell) is not None:
         return "unknown"
     if cell.shape == "vanished":
         return "leak" if cell.keepalive.interval_s is None else "healthy"
+    if cell.shape == "churn":
+        return "healthy" if cell.read_handler == "fixed" else "leak"
     if cell.read_handler == "fixed" or cell.ping_kind == "control":
         return "healthy"
     return "leak" if cell.keepalive.interval_s is None else "masked"
@@ -166,8 +169,9 @@ def build_matrix(
     ping_kinds: tuple[str, ...] | None = None,
     shapes: tuple[str, ...] | None = None,
 ) -> list[Cell]:
-    """The cells of a run, churn first: churn (READ_HANDLER, keepalive off), then static
-    (READ_HANDLER x keepalive), then, with ``full``, vanished clients (keepalive off / on).
+    """The cells of a run, churn first: churn (READ_HANDLER, keepalive off; x keepalive with
+    ``full``), then static (READ_HANDLER x keepalive), then, with ``full``, vanished clients
+    (keepalive off / on).
 
     ``ws_impls``, ``ping_kinds`` and ``shapes`` choose those axes explicitly (default: the
     first ws_impl and ping kind and the churn and static shapes, or every value with
@@ -184,9 +188,13 @@ def build_matrix(
     cells: list[Cell] = []
     if "churn" in shapes and "message" in ping_kinds:  # control pings never pile up
         churn = CHURN_QUICK if quick else CHURN_DEFAULT
+        # With full, keepalive too: it frees the departed clients' sockets, not their sessions.
+        churn_keepalives = keepalives if full else (KEEPALIVE_OFF,)
         cells += [
-            Cell(read_handler, KEEPALIVE_OFF, ws_impl, shape="churn", churn=churn)
-            for ws_impl, read_handler in itertools.product(ws_impls, READ_HANDLERS)
+            Cell(read_handler, keepalive, ws_impl, shape="churn", churn=churn)
+            for ws_impl, read_handler, keepalive in itertools.product(
+                ws_impls, READ_HANDLERS, churn_keepalives
+            )
         ]
     if "static" in shapes:
         cells += [
