@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections import Counter
+from typing import Any
 
 __all__ = ["parse_ss_skmem", "parse_ss_states", "read_skmem", "skmem_totals", "ss_filter"]
 
@@ -65,7 +66,7 @@ def ss_filter(port: int, host: str | None = None) -> list[str]:
     return ["src", f"{address}:{port}"]
 
 
-def read_skmem(port: int, host: str | None = None, timeout_s: float = 5.0) -> dict | None:
+def read_skmem(port: int, host: str | None = None, timeout_s: float = 5.0) -> dict[str, Any] | None:
     """skmem totals, sockets by state (``ss_states``) and summed queues (``ss_recv_q_bytes``,
     ``ss_send_q_bytes``) of the connected sockets at ``host:port``; None if ss fails."""
     try:

@@ -26,6 +26,7 @@ from leaklab.netns import VethNamespace
 from leaklab.stories.ws_read_handler.cell import SERVER_FIGURES, service_settings, without_password
 from leaklab.stories.ws_read_handler.matrix import Cell, can_run
 from leaklab.story import CellRun, LabOptions, Sample
+from leaklab.taskdump import fetch_task_groups
 from sockscope.schedule import every
 from sockscope.skmem import read_skmem
 
@@ -138,6 +139,8 @@ async def _take_sample(service: ServiceProcess, http: httpx.AsyncClient, t_s: fl
     with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
         stats: dict[str, Any] = (await http.get("/stats")).raise_for_status().json()
         sample["server"] = {name: stats[name] for name in SERVER_FIGURES}
+    if (task_groups := await fetch_task_groups(http)) is not None:
+        sample["task_groups"] = task_groups  # what piles up, quoted at the end of the cell
     assert service.port is not None
     skmem = await asyncio.to_thread(read_skmem, service.port, service.settings.host)
     if skmem is not None:
