@@ -191,14 +191,14 @@ def wait_for_first_samples(lab: subprocess.Popen[bytes], timeout_s: float) -> bo
     return False
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_demo_prints_the_cells_side_by_side_and_writes_the_report(tmp_path: Path) -> None:
     """``make demo``'s command, in short cells: one column per cell, and the report folder."""
     out = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "-m", "leaklab", "demo", "--duration", "3", "--clients", "4",
          "--out", str(out)],
-        capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=200, stdin=subprocess.DEVNULL,
         env={**os.environ, "CI": "true"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
