@@ -36,7 +36,8 @@ def draw_charts(
         axes.set_ylabel(chart.unit)
         axes.grid(alpha=0.3)
         axes.set_ylim(bottom=0)
-        axes.legend(fontsize="small", loc="upper left")
+        if axes.lines:  # a chart no cell has figures for stays empty, without a legend
+            axes.legend(fontsize="small", loc="upper left")
         figure.tight_layout()
         path = out_dir / f"{story}_{chart.name}.png"
         figure.savefig(path)

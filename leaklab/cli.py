@@ -30,9 +30,9 @@ from leaklab.story import STORIES, CellSummary, LabOptions, Sample, Scope, Story
 
 __all__ = ["main"]
 
-QUICK_DURATION_S = 12.0
+QUICK_DURATION_S = 10.0
 DEFAULT_DURATION_S = 60.0
-DEMO_DURATION_S = 15.0
+DEMO_DURATION_S = 10.0
 MAX_CLIENTS = 2000
 
 
@@ -146,7 +146,7 @@ def run_plan(
     """Run every story's cells, write the report, print the results."""
     console = Console(stderr=True)
     if not console.is_terminal:
-        console = Console(stderr=True, width=160)  # logs and CI: room for the tables
+        console = Console(stderr=True, width=200)  # logs and CI: room for the tables
     run = run_info(command, options, started_at=time.strftime("%Y-%m-%d %H:%M:%S %z"))
     results: list[tuple[Story, list[tuple[CellSummary, list[Sample]]]]] = []
     interrupted = False

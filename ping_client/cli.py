@@ -17,6 +17,7 @@ from ping_client.view import LiveLine, summary_table
 
 __all__ = [
     "config_from_args",
+    "event_types",
     "main",
     "run_swarm",
     "run_until_sigterm",
@@ -34,6 +35,14 @@ def seconds_or_off(value: str) -> float | None:
     if seconds <= 0:
         raise argparse.ArgumentTypeError("expected seconds > 0, or 0 / off")
     return seconds
+
+
+def event_types(value: str) -> tuple[str, ...]:
+    """argparse type: comma-separated event types (checked by the swarm's config)."""
+    types = tuple(dict.fromkeys(t.strip() for t in value.split(",") if t.strip()))
+    if not types:
+        raise argparse.ArgumentTypeError("expected one or more event types, comma-separated")
+    return types
 
 
 def swarm_parser() -> argparse.ArgumentParser:
@@ -103,6 +112,45 @@ def swarm_parser() -> argparse.ArgumentParser:
         default=defaults.tcp_mem_guard,
         help="stop sending at this fraction of the kernel's TCP memory pressure threshold "
         "(default: %(default)s)",
+    )
+    churn = parser.add_argument_group(
+        "churn",
+        "clients that come and go: a batch of new clients every --churn-every seconds, each "
+        "leaving with a normal close after --lifetime seconds (default: off, the clients "
+        "connect once and stay)",
+    )
+    churn.add_argument(
+        "--churn-every",
+        type=seconds_or_off,
+        default=defaults.churn_every_s,
+        dest="churn_every_s",
+        metavar="SECONDS",
+        help="open --churn-batch new clients every SECONDS, after the first --clients "
+        "(default: off)",
+    )
+    churn.add_argument(
+        "--churn-batch",
+        type=int,
+        default=defaults.churn_batch,
+        metavar="N",
+        help="clients per churn batch (default: %(default)s)",
+    )
+    churn.add_argument(
+        "--lifetime",
+        type=seconds_or_off,
+        default=defaults.client_lifetime_s,
+        dest="client_lifetime_s",
+        metavar="SECONDS",
+        help="each client closes normally SECONDS after it opened (default: off, stays)",
+    )
+    churn.add_argument(
+        "--subscribe",
+        type=event_types,
+        default=defaults.subscribe,
+        metavar="TYPE[,TYPE...]",
+        help="subscribe to these event types only (?events=...); a type that is rarely or "
+        "never published keeps the server from ever writing to the client "
+        "(default: every type)",
     )
     add("--allow-remote", action="store_true", help="allow a target that is not loopback")
     add("--json-out", type=Path, help="write the final summary as JSON to this file")

@@ -56,6 +56,9 @@ class PingConnection(asyncio.Protocol):
         self._failed_with: int | None = None
         loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[None] = loop.create_future()
+        # A client dropped before anyone awaited its handshake (the swarm stopping while it
+        # connects) must not log "exception was never retrieved".
+        self.opened.add_done_callback(_retrieve_exception)
         self.closed: asyncio.Future[None] = loop.create_future()
         self.keepalive_sent_at: float | None = None
         self.keepalive_due_from = time.monotonic()
@@ -70,6 +73,11 @@ class PingConnection(asyncio.Protocol):
         """The server's address and port as the kernel connected us, once connected."""
         peername = None if self._transport is None else self._transport.get_extra_info("peername")
         return (peername[0], peername[1]) if peername else None
+
+    @property
+    def close_answered(self) -> bool:
+        """Whether the server's close frame arrived (the closing handshake got through)."""
+        return self._protocol.close_rcvd is not None
 
     @property
     def is_blocked(self) -> bool:
@@ -227,3 +235,8 @@ class PingConnection(asyncio.Protocol):
         if self._protocol.close_expected() and self._close_timer is None:
             loop = asyncio.get_running_loop()
             self._close_timer = loop.call_later(CLOSE_TIMEOUT_S, transport.abort)
+
+
+def _retrieve_exception(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -63,6 +63,12 @@ class SwarmStats:
     connecting: int = 0
     connected: int = 0
     connected_peak: int = 0
+    # Churn: clients opened in all, clients that left by their lifetime (and of those, the
+    # ones still closing, and the ones whose close the server never answered).
+    opened: int = 0
+    left: int = 0
+    leaving: int = 0
+    left_unanswered: int = 0
     connect_failures: Counter[str] = dataclasses.field(default_factory=Counter)
     pings_sent: int = 0
     pings_blocked: int = 0
@@ -105,6 +111,9 @@ def summarize(stats: SwarmStats, *, elapsed_s: float, extra: dict[str, Any]) -> 
         "clients": stats.clients,
         "connected_peak": stats.connected_peak,
         "connect_failures": dict(stats.connect_failures),
+        "opened": stats.opened,
+        "left": stats.left,
+        "left_unanswered": stats.left_unanswered,
         "pings_sent": stats.pings_sent,
         "pings_blocked": stats.pings_blocked,
         "bytes_sent": stats.bytes_sent,

@@ -6,6 +6,10 @@ connections up at ``ramp_per_s``, a ticker that sends each client's ping once pe
 checks the host's TCP memory, runs client keepalive, and reports a sample. The run stops by
 itself after ``duration_s``, and every connection is closed before :meth:`Swarm.run` returns.
 
+With churn (``churn_every_s``) the connector goes on opening a batch of new clients at every
+period, and with ``client_lifetime_s`` the ticker closes each client normally once its
+lifetime is over (see :mod:`ping_client.churn`): clients come and go, as in production.
+
 A sample's socket queues come from netlink sock_diag (:mod:`sockscope.netlink`), filtered in
 the kernel: the swarm's own client sockets (by the inodes of its fds, whatever their source
 address) and the server's sockets (by the exact address and port the clients are connected
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import random
 import time
@@ -34,6 +39,7 @@ from typing import Any
 from websockets.exceptions import InvalidHandshake, InvalidURI
 from websockets.uri import WebSocketURI, parse_uri
 
+from ping_client.churn import EVENT_TYPE_RE, Departures, arrival_offsets, subscription_uri
 from ping_client.connection import CLOSE_TIMEOUT_S, PingConnection
 from ping_client.errors import InvalidConfig
 from ping_client.safety import check_target, is_loopback, read_memory
@@ -68,6 +74,8 @@ KERNEL_READ_SHARE = 0.02
 # and at least every 10 s, even if it then costs more than that share.
 KERNEL_READ_MIN_SPACING_S = 0.5
 KERNEL_READ_MAX_SPACING_S = 10.0
+MIN_CHURN_EVERY_S = 0.1
+MAX_CHURN_BATCH = 10_000
 
 logger = logging.getLogger("ping_client")
 
@@ -89,6 +97,14 @@ class SwarmConfig:
     tcp_mem_guard: float = 0.8
     connect_timeout_s: float = 10.0
     allow_remote: bool = False
+    # Churn (off by default: ``clients`` connect once and stay): ``churn_batch`` new clients
+    # every ``churn_every_s``; each client leaves with a normal close after
+    # ``client_lifetime_s`` (None: stays to the end).
+    churn_every_s: float | None = None
+    churn_batch: int = 20
+    client_lifetime_s: float | None = None
+    # Event types to subscribe to (``?events=a,b``); empty: every type.
+    subscribe: tuple[str, ...] = ()
 
     def validate(self) -> WebSocketURI:
         """Check every field; return the parsed URL. Raises ValueError with a clear message."""
@@ -114,7 +130,32 @@ class SwarmConfig:
             self.client_keepalive_s is None or self.client_keepalive_s > 0,
             "--client-keepalive must be > 0 seconds or off",
         )
-        return uri
+        self._validate_churn(uri)
+        return subscription_uri(uri, self.subscribe)
+
+    def _validate_churn(self, uri: WebSocketURI) -> None:
+        _check(
+            self.churn_every_s is None or MIN_CHURN_EVERY_S <= self.churn_every_s <= MAX_DURATION_S,
+            f"--churn-every must be from {MIN_CHURN_EVERY_S} to {MAX_DURATION_S} seconds, or off",
+        )
+        _check(
+            1 <= self.churn_batch <= MAX_CHURN_BATCH,
+            f"--churn-batch must be from 1 to {MAX_CHURN_BATCH} clients",
+        )
+        _check(
+            self.client_lifetime_s is None or self.client_lifetime_s > 0,
+            "--lifetime must be > 0 seconds or off",
+        )
+        for event_type in self.subscribe:
+            _check(
+                EVENT_TYPE_RE.match(event_type) is not None,
+                f"--subscribe: invalid event type {event_type[:64]!r} "
+                "(1-64 letters, digits, _ . : -)",
+            )
+        _check(
+            not (self.subscribe and "events=" in (uri.query or "")),
+            "--subscribe: the --url already names events=; give the types in one place",
+        )
 
 
 def _check(ok: bool, message: str) -> None:
@@ -132,7 +173,11 @@ class Swarm:
         self.guard_message: str | None = None
         self.guard_threshold_from: str | None = None
         self._connections: list[PingConnection] = []
+        self._departures: Departures[PingConnection] | None = (
+            None if config.client_lifetime_s is None else Departures(config.client_lifetime_s)
+        )
         self._sending = True
+        self.is_closing = False  # the run is over and its connections are being closed
         self._stop = asyncio.Event()
         self._started = time.monotonic()
         self._connected_at_end = 0
@@ -207,6 +252,10 @@ class Swarm:
             "bytes_sent": stats.bytes_sent,
             "blocked_in_send_s": round(stats.blocked_s + self._blocked_now(), 3),
             "events_received": stats.events_received,
+            "opened": stats.opened,
+            "left": stats.left,
+            "leaving": stats.leaving,
+            "active": stats.connected - stats.leaving,
             "latency": stats.take_interval_latency(),
             "closes": {str(code): n for code, n in sorted(stats.closes.items())},
             "sending": self._sending,
@@ -221,9 +270,13 @@ class Swarm:
         loop = asyncio.get_running_loop()
         start = loop.time()
         slots = asyncio.Semaphore(MAX_CONNECTING)
+        config = self.config
+        offsets = arrival_offsets(
+            config.clients, config.ramp_per_s, config.churn_every_s, config.churn_batch
+        )
         async with asyncio.TaskGroup() as tasks:
-            for index in range(self.config.clients):
-                delay_s = start + index / self.config.ramp_per_s - loop.time()
+            for offset_s in offsets:
+                delay_s = start + offset_s - loop.time()
                 if delay_s > 0:
                     await asyncio.sleep(delay_s)
                 await slots.acquire()
@@ -240,6 +293,9 @@ class Swarm:
                 )
                 await connection.opened
             self._connections.append(connection)
+            self.stats.opened += 1
+            if self._departures is not None:
+                self._departures.add(connection, time.monotonic())
             connection = None
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             self.stats.connect_failures[_failure_kind(exc)] += 1
@@ -266,6 +322,7 @@ class Swarm:
         while True:
             deadline += tick_s
             await asyncio.sleep(max(0.0, deadline - loop.time()))
+            self._leave_due()
             if not self._sending:
                 continue
             for connection in self._connections[slot::slots]:
@@ -289,6 +346,24 @@ class Swarm:
                 on_sample(self.sample())
 
     # Helpers
+
+    def _leave_due(self) -> None:
+        """Close, normally, every client whose lifetime is over."""
+        if self._departures is None:
+            return
+        for connection in self._departures.due(time.monotonic()):
+            if not connection.is_open:
+                continue
+            self.stats.leaving += 1
+            self.stats.left += 1
+            connection.closed.add_done_callback(functools.partial(self._on_left, connection))
+            connection.close()
+
+    def _on_left(self, connection: PingConnection, _: asyncio.Future[None]) -> None:
+        self.stats.leaving -= 1
+        if not connection.close_answered:
+            # The server never answered our close frame: the connection was aborted.
+            self.stats.left_unanswered += 1
 
     def _guard_memory(self) -> None:
         if not self._sending:
@@ -372,6 +447,9 @@ class Swarm:
 
     async def _close_all(self) -> None:
         self._sending = False
+        self.is_closing = True
+        if self._departures is not None:
+            self._departures.clear()
         connections = [c for c in self._connections if not c.closed.done()]
         for connection in connections:
             connection.close()

@@ -36,6 +36,7 @@ def format_sample(sample: dict[str, Any]) -> str:
         f"events={sample['events_received']}",
         f"p50={latency['p50_ms']:.1f}ms p99={latency['p99_ms']:.1f}ms",
         f"closes={closes}",
+        *([f"opened={sample['opened']} left={sample['left']}"] if sample.get("left") else []),
     ]
     if "server_recv_q_bytes" in sample:
         parts.append(f"server_recv_q={format_bytes(sample['server_recv_q_bytes'])}")
@@ -56,6 +57,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
     rows = [
         ("elapsed", f"{summary['elapsed_s']:.1f} s"),
         ("clients (peak connected)", f"{summary['clients']} ({summary['connected_peak']})"),
+        *([_churn_row(summary)] if summary.get("left") else []),
         ("connect failures", _mapping(summary["connect_failures"])),
         ("pings sent / blocked", f"{summary['pings_sent']} / {summary['pings_blocked']}"),
         ("bytes sent", format_bytes(summary["bytes_sent"])),
@@ -90,6 +92,11 @@ def _server_peak(summary: dict[str, Any]) -> str:
 
 def _bytes_or_dash(value: int | None) -> str:
     return "-" if value is None else format_bytes(value)
+
+
+def _churn_row(summary: dict[str, Any]) -> tuple[str, str]:
+    left = f"{summary['left']} ({summary['left_unanswered']})"
+    return ("clients opened / left (close unanswered)", f"{summary['opened']} / {left}")
 
 
 def _mapping(values: dict[str, int]) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +21,9 @@ REPORT_FILES = (
     "report.md", "index.html", "summary.json", "samples.jsonl", "settings.json",
     "ws-read-handler_recv_q.png", "ws-read-handler_kernel_tcp_mem.png",
     "ws-read-handler_rss.png", "ws-read-handler_closes.png",
+    "ws-read-handler_dead_sessions.png", "ws-read-handler_sessions.png",
+    "ws-read-handler_skmem_r.png", "ws-read-handler_sockets_established.png",
+    "ws-read-handler_sockets_closing.png",
 )  # fmt: skip
 
 
@@ -29,35 +34,95 @@ def lab_command(out: Path) -> list[str]:
     ]  # fmt: skip
 
 
+class ChildWatcher:
+    """Records every descendant pid of a process while it runs (to check they are gone)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pids: set[int] = set()
+        self._parent = psutil.Process(pid)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.2):
+            with contextlib.suppress(psutil.Error):
+                self.pids.update(c.pid for c in self._parent.children(recursive=True))
+
+    def stop(self) -> set[int]:
+        """Stop watching; the pids seen."""
+        self._done.set()
+        self._thread.join()
+        return self.pids
+
+
+def alive(pids: set[int]) -> list[int]:
+    """The pids among ``pids`` that still run (zombies count as gone)."""
+    running = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                running.append(pid)
+    return running
+
+
+def run_lab(args: list[str], timeout_s: float) -> tuple[subprocess.CompletedProcess[str], set[int]]:
+    """Run the lab without a terminal; its result and the pids of every child it started."""
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "leaklab", *args], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+        env={**os.environ, "CI": "true"},
+    )  # fmt: skip
+    watcher = ChildWatcher(lab.pid)
+    try:
+        stdout, stderr = lab.communicate(timeout=timeout_s)
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.wait()
+        pids = watcher.stop()
+    return subprocess.CompletedProcess(lab.args, lab.returncode, stdout, stderr), pids
+
+
 @pytest.mark.timeout(300)
 def test_quick_lab_writes_report_with_expected_verdicts(tmp_path: Path) -> None:
-    """Four cells: leak, masked, healthy, healthy, each judged from its own samples."""
+    """Churn first (leak, healthy), then the four static cells (leak, masked, healthy,
+    healthy), each judged from its own samples; every child process is gone afterwards."""
     out = tmp_path / "report"
-    result = subprocess.run(
-        lab_command(out),
-        capture_output=True,
-        text=True,
-        timeout=240,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "CI": "true"},
-    )
+    started = time.monotonic()
+    result, pids = run_lab(lab_command(out)[3:], timeout_s=240)
+    took_s = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-3000:]
+    assert len(pids) >= 6 and not alive(pids)
     for name in REPORT_FILES:
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
     outcomes = [
-        (c["settings"]["read_handler"], c["settings"]["keepalive"], c["verdict"])
+        (c["settings"]["shape"], c["settings"]["read_handler"], c["settings"]["keepalive"],
+         c["verdict"])
         for c in summary["cells"]
-    ]
+    ]  # fmt: skip
     assert outcomes == [
-        ("missing", "off", "leak"),
-        ("missing", "2s/2s", "masked"),
-        ("fixed", "off", "healthy"),
-        ("fixed", "2s/2s", "healthy"),
-    ]
+        ("churn", "missing", "off", "leak"),
+        ("churn", "fixed", "off", "healthy"),
+        ("static", "missing", "off", "leak"),
+        ("static", "missing", "2s/2s", "masked"),
+        ("static", "fixed", "off", "healthy"),
+        ("static", "fixed", "2s/2s", "healthy"),
+    ], [c["reason"] for c in summary["cells"]]
     assert {c["story"] for c in summary["cells"]} == {"ws-read-handler"}
     assert all(not c["surprise"] and c["expected"] == c["verdict"] for c in summary["cells"])
-    leak, masked = summary["cells"][0]["figures"], summary["cells"][1]["figures"]
+    churn_leak, churn_fixed = (c["figures"] for c in summary["cells"][:2])
+    # 4 clients a second stay registered once they left, with their Recv-Q, all ESTABLISHED.
+    assert churn_leak["dead_sessions_growth_per_min"] > 120
+    assert churn_leak["dead_sessions_r2"] > 0.9
+    assert churn_leak["recv_q_growth_mib_per_min"] > 10
+    assert set(churn_leak["sockets_by_state_end"]) == {"ESTAB"}
+    assert churn_leak["left_unanswered"] == churn_leak["clients_left"] > 0
+    assert churn_fixed["dead_sessions_end"] <= 2 and churn_fixed["left_unanswered"] == 0
+    assert churn_fixed["clients_left"] >= 20
+    assert took_s < 150, f"the quick matrix took {took_s:.0f} s"
+    leak, masked = summary["cells"][2]["figures"], summary["cells"][3]["figures"]
     assert leak["recv_q_peak_bytes"] > 64 * 1024
     assert masked["closes"]["1011"] > 0
     assert masked["first_keepalive_close_s"] < 10
@@ -65,7 +130,7 @@ def test_quick_lab_writes_report_with_expected_verdicts(tmp_path: Path) -> None:
     cells_with_samples = {
         json.loads(line)["cell"] for line in (out / "samples.jsonl").read_text().splitlines()
     }
-    assert len(cells_with_samples) == 4
+    assert len(cells_with_samples) == 6
     assert "report.md" in result.stderr
 
 
@@ -145,9 +210,12 @@ def test_demo_prints_the_cells_side_by_side_and_writes_the_report(tmp_path: Path
     cells = [c for c in summary["cells"] if c["story"] == "ws-read-handler"]
     axes = [(c["settings"]["read_handler"], c["settings"]["keepalive"]) for c in cells]
     assert axes == [
+        ("missing", "off"), ("fixed", "off"),  # churn first
         ("missing", "off"), ("missing", "2s/2s"), ("fixed", "off"), ("fixed", "2s/2s")
     ]  # fmt: skip
-    assert cells[0]["verdict"] == "leak"
+    # 3 s is shorter than a churning client's life: nobody left yet, nothing to judge.
+    assert cells[0]["verdict"] == "unknown"
+    assert cells[2]["verdict"] == "leak"
     assert all((out / name).stat().st_size > 0 for name in REPORT_FILES)
 
 
@@ -182,7 +250,8 @@ def test_log_level_in_the_users_shell_does_not_break_a_cell(tmp_path: Path) -> N
     out = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "-m", "leaklab", "run", "ws-read-handler", "--quick", "--duration", "3",
-         "--clients", "2", "--only", "ws_impl=wsproto", "--out", str(out)],
+         "--clients", "2", "--only", "ws_impl=wsproto", "--only", "shape=static",
+         "--out", str(out)],
         capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL,
         env={**os.environ, "CI": "true", "LOG_LEVEL": "warning", "READ_HANDLER": "fixed"},
     )  # fmt: skip

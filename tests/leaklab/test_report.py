@@ -19,7 +19,10 @@ from leaklab.story import LabOptions
 
 PNG = b"\x89PNG\r\n\x1a\n"
 FILES = ["report.md", "index.html", "summary.json", "samples.jsonl", "settings.json"]
-CHARTS = [f"ws-read-handler_{name}.png" for name in ("recv_q", "kernel_tcp_mem", "rss", "closes")]
+CHARTS = [f"ws-read-handler_{name}.png" for name in (
+    "dead_sessions", "sessions", "recv_q", "skmem_r", "sockets_established", "sockets_closing",
+    "kernel_tcp_mem", "rss", "closes",
+)]  # fmt: skip
 
 
 def samples(recv_q_step_bytes):
@@ -74,7 +77,13 @@ def test_summary_has_settings_verdict_and_figures_per_cell(report):
     cells = json.loads((report[0] / "summary.json").read_text())["cells"]
     assert [c["name"] for c in cells] == [cell.name for cell, _ in CELLS]
     for cell in cells:
-        assert set(cell["settings"]) == {"read_handler", "keepalive", "ws_impl", "ping_kind"}
+        assert set(cell["settings"]) == {
+            "read_handler",
+            "keepalive",
+            "ws_impl",
+            "ping_kind",
+            "shape",
+        }
         assert cell["story"] == "ws-read-handler"
         assert cell["verdict"] in ("leak", "masked", "healthy")
         assert cell["figures"]["samples"] == 10 and "held_growth_mb_per_min" in cell["figures"]

@@ -8,6 +8,8 @@ from leaklab.cli import parse_only
 from leaklab.stories.ws_read_handler import STORY
 from leaklab.stories.ws_read_handler.cell import service_settings
 from leaklab.stories.ws_read_handler.matrix import (
+    CHURN_DEFAULT,
+    CHURN_QUICK,
     KEEPALIVE_DEFAULT,
     KEEPALIVE_OFF,
     KEEPALIVE_SHORT,
@@ -20,8 +22,18 @@ from leaklab.story import LabOptions
 ALL_CELLS = build_matrix(full=True) + build_matrix(quick=True)
 
 
-def test_default_matrix_is_read_handler_by_keepalive():
-    cells = build_matrix()
+def static(cells):
+    return [c for c in cells if c.shape == "static"]
+
+
+def test_default_matrix_is_churn_then_read_handler_by_keepalive():
+    everything = build_matrix()
+    assert [(c.shape, c.read_handler, c.churn) for c in everything[:2]] == [
+        ("churn", "missing", CHURN_DEFAULT), ("churn", "fixed", CHURN_DEFAULT),
+    ]  # fmt: skip
+    assert (CHURN_DEFAULT.every_s, CHURN_DEFAULT.batch, CHURN_DEFAULT.lifetime_s) == (5, 20, 5)
+    cells = everything[2:]
+    assert cells == static(everything)
     assert {(c.read_handler, c.keepalive) for c in cells} == {
         ("missing", KEEPALIVE_OFF), ("missing", KEEPALIVE_DEFAULT),
         ("fixed", KEEPALIVE_OFF), ("fixed", KEEPALIVE_DEFAULT),
@@ -32,16 +44,23 @@ def test_default_matrix_is_read_handler_by_keepalive():
 
 
 def test_quick_matrix_uses_one_second_keepalive():
-    keepalives = {c.keepalive for c in build_matrix(quick=True)}
+    keepalives = {c.keepalive for c in static(build_matrix(quick=True))}
     assert keepalives == {KEEPALIVE_OFF, KEEPALIVE_SHORT}
     assert (KEEPALIVE_SHORT.interval_s, KEEPALIVE_SHORT.timeout_s) == (2.0, 2.0)
 
 
 def test_full_matrix_has_every_combination_once():
     cells = build_matrix(full=True)
-    assert len(cells) == 3 * 2 * 4 == len({c.name for c in cells})
+    assert len(cells) == 3 * 2 * 2 + 3 * 2 * 4 + 2 == len({c.name for c in cells})
+    assert len(static(cells)) == 3 * 2 * 4
     assert {c.ws_impl for c in cells} == {"websockets-sansio", "wsproto", "websockets"}
     assert {c.ping_kind for c in cells} == {"message", "control"}
+    assert [c.shape for c in cells[:12]] == ["churn"] * 12  # churn first
+    assert {c.keepalive for c in cells[:12]} == {KEEPALIVE_OFF, KEEPALIVE_DEFAULT}
+    vanished = [c for c in cells if c.shape == "vanished"]
+    assert [(c.read_handler, c.keepalive) for c in vanished] == [
+        ("fixed", KEEPALIVE_OFF), ("fixed", KEEPALIVE_SHORT),
+    ]  # fmt: skip
     assert all("/" not in c.name for c in cells)  # names are file names
 
 
@@ -56,6 +75,11 @@ def test_full_matrix_has_every_combination_once():
         (Cell("missing", KEEPALIVE_OFF, "wsproto"), "leak"),
         (Cell("missing", KEEPALIVE_OFF, ping_kind="control"), "healthy"),
         (Cell("missing", KEEPALIVE_DEFAULT, "websockets", "control"), "healthy"),
+        (Cell("missing", KEEPALIVE_OFF, shape="churn", churn=CHURN_QUICK), "leak"),
+        (Cell("fixed", KEEPALIVE_OFF, shape="churn", churn=CHURN_QUICK), "healthy"),
+        # Keepalive resets the departed clients' sockets; their sessions stay registered.
+        (Cell("missing", KEEPALIVE_DEFAULT, shape="churn", churn=CHURN_DEFAULT), "leak"),
+        (Cell("fixed", KEEPALIVE_DEFAULT, shape="churn", churn=CHURN_DEFAULT), "healthy"),
     ],
     ids=lambda v: v.name if isinstance(v, Cell) else v,
 )
@@ -73,40 +97,70 @@ def test_cell_settings_configure_the_service(cell):
     assert settings.ws_ping_timeout_s == cell.keepalive.timeout_s
 
 
+def test_vanished_clients_leak_unless_keepalive_finds_them(monkeypatch):
+    """A reader cannot see a client that sends nothing; where root is missing: unknown."""
+    off, on = (
+        Cell("fixed", KEEPALIVE_OFF, shape="vanished"),
+        Cell("fixed", KEEPALIVE_SHORT, shape="vanished"),
+    )
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert (expected_verdict(off), expected_verdict(on)) == ("leak", "healthy")
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert (expected_verdict(off), expected_verdict(on)) == ("unknown", "unknown")
+
+
 def test_settings_are_the_cell_axes():
     cell = Cell("fixed", KEEPALIVE_SHORT, "wsproto", "control")
     assert cell.settings() == {
         "read_handler": "fixed", "keepalive": "2s/2s", "ws_impl": "wsproto", "ping_kind": "control",
+        "shape": "static",
     }  # fmt: skip
+    churn = Cell("missing", KEEPALIVE_OFF, shape="churn", churn=CHURN_QUICK)
+    assert churn.settings()["shape"] == "churn" and churn.settings()["churn"] == "4/1s-4s"
+    assert churn.name.startswith("churn_") and churn.label.startswith("churn 4 every 1 s for 4 s")
 
 
 def test_demo_runs_the_quick_default_matrix():
-    """The README's main command: leak, masked by short keepalive, and the fix with both."""
+    """The README's main command: churn first, then leak, masked by short keepalive, and the
+    fix with both."""
     assert STORY.matrix("quick") == build_matrix(quick=True)
-    assert [(c.read_handler, c.keepalive) for c in STORY.matrix("quick")] == [
-        ("missing", KEEPALIVE_OFF), ("missing", KEEPALIVE_SHORT),
-        ("fixed", KEEPALIVE_OFF), ("fixed", KEEPALIVE_SHORT),
+    assert [(c.shape, c.read_handler, c.keepalive) for c in STORY.matrix("quick")] == [
+        ("churn", "missing", KEEPALIVE_OFF), ("churn", "fixed", KEEPALIVE_OFF),
+        ("static", "missing", KEEPALIVE_OFF), ("static", "missing", KEEPALIVE_SHORT),
+        ("static", "fixed", KEEPALIVE_OFF), ("static", "fixed", KEEPALIVE_SHORT),
     ]  # fmt: skip
+    assert {c.churn for c in STORY.matrix("quick")} == {CHURN_QUICK, None}
     assert [STORY.expected(c) for c in STORY.matrix("quick")] == [
-        "leak", "masked", "healthy", "healthy"
+        "leak", "healthy", "leak", "masked", "healthy", "healthy"
     ]  # fmt: skip
 
 
 def test_axes_can_be_chosen_one_by_one():
     """--only ws_impl= and ping_kind= pick those axes; READ_HANDLER x keepalive stays whole."""
     cells = build_matrix(quick=True, ws_impls=("wsproto",), ping_kinds=("message", "control"))
-    assert len(cells) == 8
+    assert len(cells) == 2 + 8
     assert {c.ws_impl for c in cells} == {"wsproto"}
-    assert [c.ping_kind for c in cells[::4]] == ["message", "control"]
-    assert build_matrix(full=True, ws_impls=("websockets",)) == [
+    assert [c.ping_kind for c in static(cells)[::4]] == ["message", "control"]
+    assert build_matrix(quick=True, ping_kinds=("control",)) == static(
+        build_matrix(quick=True, ping_kinds=("control",))
+    )  # control pings never pile up: no churn cell
+    assert [c.shape for c in build_matrix(shapes=("vanished", "churn"))] == ["churn"] * 2 + [
+        "vanished"
+    ] * 2
+    legacy = build_matrix(full=True, ws_impls=("websockets",))
+    assert [c for c in legacy if c.shape != "vanished"] == [
         c for c in build_matrix(full=True) if c.ws_impl == "websockets"
     ]
+    assert {c.ws_impl for c in legacy if c.shape == "vanished"} == {"websockets"}
 
 
 def test_only_options_are_parsed_in_order_without_repeats():
     only = parse_only(["ws_impl=wsproto, websockets,wsproto"], [STORY])
     assert only == {"ws_impl": ("wsproto", "websockets")}
-    assert [c.ws_impl for c in STORY.matrix("quick", only)][::4] == ["wsproto", "websockets"]
+    cells = static(STORY.matrix("quick", only))
+    assert [c.ws_impl for c in cells][::4] == ["wsproto", "websockets"]
+    assert parse_only(["shape=churn"], [STORY]) == {"shape": ("churn",)}
+    assert {c.shape for c in STORY.matrix("quick", {"shape": ("churn",)})} == {"churn"}
     for bad in ("ws_impl=h2", "ws_impl=", "ws_impl= , ", "colour=red", "ws_impl"):
         with pytest.raises(ValueError, match="--only"):
             parse_only([bad], [STORY])

@@ -40,6 +40,12 @@ def test_wss_and_non_websocket_urls_are_refused(url):
         ("tcp_mem_guard", 0.0, "--tcp-mem-guard"),
         ("tcp_mem_guard", 1.01, "--tcp-mem-guard"),
         ("client_keepalive_s", 0.0, "--client-keepalive"),
+        ("churn_every_s", 0.05, "--churn-every"),
+        ("churn_batch", 0, "--churn-batch"),
+        ("churn_batch", 10_001, "--churn-batch"),
+        ("client_lifetime_s", 0.0, "--lifetime"),
+        ("subscribe", ("ok", "not a type"), "--subscribe"),
+        ("subscribe", ("x" * 65,), "--subscribe"),
     ],
 )
 def test_bad_field_raises_value_error_naming_the_option(field, value, option):
@@ -51,3 +57,24 @@ def test_edge_values_are_accepted():
     SwarmConfig(
         interval_s=0.05, size_bytes=1 << 20, tcp_mem_guard=1.0, client_keepalive_s=5.0
     ).validate()
+
+
+def test_churn_is_off_by_default():
+    """The swarm's existing behaviour stays the default: the clients connect once and stay."""
+    config = SwarmConfig()
+    assert (config.churn_every_s, config.client_lifetime_s, config.subscribe) == (None, None, ())
+
+
+def test_subscribe_adds_the_types_to_the_url():
+    uri = SwarmConfig(subscribe=("deploy", "audit.v1")).validate()
+    assert uri.resource_name == "/ws?events=deploy,audit.v1"
+
+
+def test_subscribe_and_events_in_the_url_are_refused_together():
+    with pytest.raises(ValueError, match="one place"):
+        SwarmConfig(url="ws://127.0.0.1:8000/ws?events=a", subscribe=("b",)).validate()
+    assert SwarmConfig(url="ws://127.0.0.1:8000/ws?events=a").validate().query == "events=a"
+
+
+def test_churn_edge_values_are_accepted():
+    SwarmConfig(churn_every_s=0.1, churn_batch=10_000, client_lifetime_s=0.01).validate()

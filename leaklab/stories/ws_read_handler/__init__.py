@@ -2,7 +2,9 @@
 
 The clients' pings pile up in the kernel's receive buffers of the service, where no process
 metric sees them; server keepalive hides the leak by killing the sessions (1011), and a
-reader that drains and discards client messages fixes it.
+reader that drains and discards client messages fixes it. Clients that come and go (churn)
+make it grow without end, because the service never learns that they left; clients that
+vanish (no FIN, no RST) are found by keepalive alone.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from leaklab.stories.ws_read_handler.cell import run_cell
+from leaklab.stories.ws_read_handler.growth import CHURN_RULES, dead_sessions, judge_churn_cell
 from leaklab.stories.ws_read_handler.matrix import AXES, Cell, build_matrix, expected_verdict
+from leaklab.stories.ws_read_handler.vanished import VANISHED_RULES, judge_vanished_cell
+from leaklab.stories.ws_read_handler.vanished_cell import run_vanished_cell
 from leaklab.stories.ws_read_handler.verdict import RULES, figure, judge_cell
 from leaklab.story import CellResult, CellRun, Chart, Column, LabOptions, Sample, Scope, Verdict
 from leaklab.taskdump import last_task_groups
@@ -30,15 +35,62 @@ def _first_close(figures: dict[str, Any]) -> str:
     return f"{first['code']} at {first['after_s']:.0f} s" if first else "none"
 
 
+def _dead(figures: dict[str, Any]) -> str:
+    if figures.get("dead_sessions_end") is None:
+        return "-"
+    return (
+        f"{figures['dead_sessions_end']} ({round(figures['dead_sessions_growth_per_min']):+d}/min, "
+        f"r² {figures['dead_sessions_r2']:.2f})"
+    )
+
+
+def _recv_q_growth(figures: dict[str, Any]) -> str:
+    if figures.get("dead_sessions_end") is None:  # not a churn cell, or nothing to fit
+        return "-"
+    return f"{figures['recv_q_growth_mib_per_min']:+.1f} (r² {figures['recv_q_r2']:.2f})"
+
+
+def _states(figures: dict[str, Any]) -> str:
+    states = figures.get("sockets_by_state_end")
+    if states is None:
+        return "-"
+    return ", ".join(f"{state} {n}" for state, n in sorted(states.items())) or "none"
+
+
+def _vanished(figures: dict[str, Any]) -> str:
+    if figures.get("sessions_at_link_down") is None:
+        return "-"
+    if figures["reaped_after_s"] is not None:
+        return f"reaped after {figures['reaped_after_s']:.0f} s"
+    return (
+        f"{figures['sessions_end']} of {figures['sessions_at_link_down']} after "
+        f"{figures['observed_after_down_s']:.0f} s"
+    )
+
+
+def _sockets_closing(sample: Sample) -> float | None:
+    states = sample.get("sockets_by_state")
+    return None if states is None else sum(n for s, n in states.items() if s != "ESTABLISHED")
+
+
+def _sockets_established(sample: Sample) -> float | None:
+    states = sample.get("sockets_by_state")
+    return None if states is None else states.get("ESTABLISHED", 0)
+
+
 class ReadHandlerStory:
     """The missing WebSocket read handler, its mask (keepalive) and its fix (a reader)."""
 
     name = "ws-read-handler"
     title = "The missing WebSocket read handler"
     summary = "clients' pings pile up unread in the service's kernel receive buffers"
-    rules = RULES
+    rules = f"{RULES}. Churn cells: {CHURN_RULES}. Vanished-client cells: {VANISHED_RULES}"
     axes = AXES
     columns = (
+        Column("dead sessions at end (growth, r²)", _dead),
+        Column("server Recv-Q growth (MiB/min)", _recv_q_growth),
+        Column("service sockets by state", _states),
+        Column("vanished sessions kept", _vanished),
         Column("kernel TCP mem growth (MB/min)",
                lambda f: f"{f['kernel_mem_growth_mb_per_min']:+.2f}"),
         Column("held for service growth (MB/min)", lambda f: f"{f['held_growth_mb_per_min']:+.2f}"),
@@ -51,11 +103,23 @@ class ReadHandlerStory:
         Column("closes",
                lambda f: ", ".join(f"{c}: {n}" for c, n in f["closes"].items()) or "none"),
         Column("first close", _first_close),
-        Column("events lost", lambda f: str(f["events_lost"])),
+        Column("events lost",
+               lambda f: "-" if f["events_lost"] is None else str(f["events_lost"])),
     )  # fmt: skip
     charts = (
+        Chart("dead_sessions", "Dead sessions (registered by the service, client gone)",
+              "sessions", dead_sessions),
+        Chart("sessions", "Sessions registered by the service (/stats connections)", "sessions",
+              lambda s: figure(s, "server.connections")),
         Chart("recv_q", "Server Recv-Q (sum over connections)", "MiB",
               lambda s: _mib(figure(s, "server.recv_q_bytes"))),
+        Chart("skmem_r", "Server receive memory (skmem r, sum over sockets, ss -tm)", "MiB",
+              lambda s: _mib(s.get("skmem_r_bytes"))),
+        Chart("sockets_established", "Service's sockets in ESTABLISHED (netlink)", "sockets",
+              _sockets_established),
+        Chart("sockets_closing",
+              "Service's sockets in other states: CLOSE-WAIT, FIN-WAIT... (netlink)", "sockets",
+              _sockets_closing),
         Chart("kernel_tcp_mem", "Kernel TCP memory (host-wide, /proc/net/sockstat)", "MiB",
               lambda s: _mib(figure(s, "server.kernel_tcp_mem_bytes"))),
         Chart("rss", "Server RSS (flat in the leak: the memory is the kernel's)", "MiB",
@@ -66,38 +130,56 @@ class ReadHandlerStory:
     )  # fmt: skip
 
     def matrix(self, scope: Scope, only: Mapping[str, tuple[str, ...]] | None = None) -> list[Cell]:
-        """quick: READ_HANDLER x keepalive off/2s; default: keepalive 20s; full: every axis."""
+        """quick: churn, then READ_HANDLER x keepalive off/2s; default: keepalive 20s and the
+        measured churn; full: every axis, vanished clients too."""
         only = only or {}
         return build_matrix(
             quick=scope == "quick",
             full=scope == "full",
             ws_impls=only.get("ws_impl"),
             ping_kinds=only.get("ping_kind"),
+            shapes=only.get("shape"),
         )
 
     def expected(self, cell: Cell) -> Verdict:
-        """Unread data messages leak unless keepalive kills the sessions."""
+        """Unread data messages leak unless keepalive kills the sessions; vanished clients
+        leak unless keepalive finds them."""
         verdict: Verdict = expected_verdict(cell)  # type: ignore[assignment]
         return verdict
 
     async def run_cell(
         self, cell: Cell, options: LabOptions, logs: Path, on_sample: Callable[[Sample], None]
     ) -> CellRun:
-        """A fresh service for the cell and a swarm against it."""
+        """A fresh service for the cell and a swarm against it (in a namespace: vanished)."""
+        if cell.shape == "vanished":
+            return await run_vanished_cell(cell, options, logs, on_sample)
         return await run_cell(cell, options, logs, on_sample)
 
     def judge(self, cell: Cell, samples: Sequence[Sample]) -> CellResult:
-        """The figures and the verdict of the rules in :mod:`.verdict`, and the task dump."""
-        result = judge_cell(samples, data_messages=cell.ping_kind == "message")
+        """The figures and the verdict of the shape's rules, and the task dump."""
+        if cell.shape == "churn":
+            result = judge_churn_cell(samples)
+        elif cell.shape == "vanished":
+            result = judge_vanished_cell(samples)
+        else:
+            result = judge_cell(samples, data_messages=cell.ping_kind == "message")
         result["figures"]["task_groups"] = last_task_groups(samples)
         return result
 
     def live(self, sample: Sample) -> str:
-        """connected, server Recv-Q, kernel TCP memory, RSS and closes, on one line."""
+        """The key figures of one sample on one line."""
+        recv_q = format_bytes(figure(sample, "server.recv_q_bytes") or 0)
+        if "connected" not in sample:  # vanished clients: the server's side only
+            return (
+                f"sessions={figure(sample, 'server.connections')} recv_q={recv_q} "
+                f"link={'down' if sample.get('link_down') else 'up'}"
+            )
         closes = ",".join(f"{code}:{n}" for code, n in sample["closes"].items()) or "-"
+        dead = dead_sessions(sample)
         return (
             f"connected={sample['connected']} "
-            f"recv_q={format_bytes(figure(sample, 'server.recv_q_bytes') or 0)} "
+            + (f"dead={dead} " if sample.get("left") and dead is not None else "")
+            + f"recv_q={recv_q} "
             f"tcp_mem={format_bytes(figure(sample, 'server.kernel_tcp_mem_bytes') or 0)} "
             f"rss={format_bytes(figure(sample, 'server.rss_bytes') or 0)} closes={closes}"
         )

@@ -22,7 +22,7 @@ import httpx
 from event_service.publish import publish
 from event_service.settings import Settings
 from leaklab.children import ServiceProcess
-from leaklab.stories.ws_read_handler.matrix import Cell
+from leaklab.stories.ws_read_handler.matrix import NEVER_PUBLISHED, Cell
 from leaklab.story import CellRun, LabOptions, Sample
 from leaklab.taskdump import fetch_task_groups
 from ping_client.swarm import Swarm, SwarmConfig
@@ -66,15 +66,34 @@ def without_password(env: dict[str, str]) -> dict[str, str]:
 
 
 def swarm_config(cell: Cell, options: LabOptions, url: str) -> SwarmConfig:
-    """The swarm of one cell: the lab's load, the cell's ping kind, the swarm's safe defaults."""
+    """The swarm of one cell: the lab's load, the cell's ping kind, the swarm's safe defaults.
+
+    A churn cell opens its own batches (not ``options.clients``), each subscribed to a type
+    that is never published, so the service never writes to them.
+    """
+    if cell.churn is None:
+        return SwarmConfig(
+            url=url,
+            clients=options.clients,
+            ramp_per_s=max(options.clients, 1) * 4.0,
+            interval_s=options.interval_s,
+            size_bytes=options.size_bytes,
+            ping_kind=cell.ping_kind,
+            duration_s=options.duration_s,
+        )
+    churn = cell.churn
     return SwarmConfig(
         url=url,
-        clients=options.clients,
-        ramp_per_s=max(options.clients, 1) * 4.0,
+        clients=churn.batch,
+        ramp_per_s=churn.batch * 4.0,
         interval_s=options.interval_s,
         size_bytes=options.size_bytes,
         ping_kind=cell.ping_kind,
         duration_s=options.duration_s,
+        churn_every_s=churn.every_s,
+        churn_batch=churn.batch,
+        client_lifetime_s=churn.lifetime_s,
+        subscribe=(NEVER_PUBLISHED,),
     )
 
 
@@ -151,27 +170,48 @@ async def take_sample(swarm: Swarm, service: ServiceProcess, http: httpx.AsyncCl
             {"code": first_close[0], "after_s": first_close[1]} if first_close else None
         ),
         "first_close_s": {str(code): t for code, t in swarm.stats.first_close_s.items()},
-        "clients": swarm.config.clients,
+        # The subscribers each published event should reach (none: a never-published type).
+        "clients": 0 if swarm.config.subscribe else swarm.config.clients,
         "client_send_q_bytes": client.get("client_send_q_bytes"),
         "sending": client["sending"],
+        # Clients connected and not leaving, and the churn's counts.
+        "active": client["active"],
+        "opened": client["opened"],
+        "left": client["left"],
+        "left_unanswered": swarm.stats.left_unanswered,
+        "swarm_closing": swarm.is_closing,
     }
     with contextlib.suppress(httpx.HTTPError, ValueError):
         stats = (await http.get("/stats")).raise_for_status().json()
         sample["server"] = {name: stats[name] for name in SERVER_FIGURES}
     if (task_groups := await fetch_task_groups(http)) is not None:
         sample["task_groups"] = task_groups  # what piles up, quoted at the end of the cell
+    sample.update(await server_socket_figures(service))
+    return sample
+
+
+async def server_socket_figures(service: ServiceProcess) -> Sample:
+    """The service's connected sockets from the kernel: skmem, states, summed queues.
+
+    By their exact local address and port, never the port alone, of the one address family
+    its listener has (ServiceProcess binds it so). Empty if the kernel cannot be asked.
+    """
     assert service.port is not None
-    # The service's sockets by their exact local address and port, never the port alone;
-    # of the one address family its listener has (ServiceProcess binds it so).
     server_end = (service.settings.host, service.port)
     family = socket.AF_INET6 if ":" in service.settings.host else socket.AF_INET
-    with contextlib.suppress(OSError):
+    try:
         table = await asyncio.to_thread(read_sockets, local=server_end, families=(family,))
-        server = socket_totals(table)
-        sample["skmem_r_bytes"] = server.skmem_r_bytes
-        sample["skmem_t_bytes"] = server.skmem_t_bytes
-        sample["skmem_sockets"] = server.sockets
-    return sample
+    except OSError:
+        return {}
+    server = socket_totals(table)
+    return {
+        "skmem_r_bytes": server.skmem_r_bytes,
+        "skmem_t_bytes": server.skmem_t_bytes,
+        "skmem_sockets": server.sockets,
+        "sockets_by_state": server.states,
+        "sockets_recv_q_bytes": server.recv_q_bytes,
+        "sockets_send_q_bytes": server.send_q_bytes,
+    }
 
 
 async def _publish(options: LabOptions) -> None:

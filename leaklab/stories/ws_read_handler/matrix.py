@@ -1,14 +1,48 @@
-"""The read-handler story's matrix: which cells a run has, and what each is expected to show."""
+"""The read-handler story's matrix: which cells a run has, and what each is expected to show.
+
+Cells come in three shapes of client traffic:
+
+- ``churn``: clients arrive, ping for a few seconds and leave with a normal close, while new
+  ones keep arriving, subscribed to an event type that is never published (production's
+  shape, and the first cell a user sees);
+- ``static``: the same clients for the whole cell (the receive buffers fill, then plateau);
+- ``vanished``: clients in a network namespace of the lab's own whose link goes down, so
+  they disappear without FIN or RST (a phone leaving coverage; root only, ``--full``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 
 from event_service.settings import READ_HANDLERS
 
+__all__ = [
+    "AXES",
+    "CHURN_DEFAULT",
+    "CHURN_QUICK",
+    "KEEPALIVE_DEFAULT",
+    "KEEPALIVE_OFF",
+    "KEEPALIVE_SHORT",
+    "NEVER_PUBLISHED",
+    "PING_KINDS",
+    "SHAPES",
+    "WS_IMPLS",
+    "Cell",
+    "Churn",
+    "Keepalive",
+    "build_matrix",
+    "can_run",
+    "expected_verdict",
+]
+
 WS_IMPLS = ("websockets-sansio", "wsproto", "websockets")
 PING_KINDS = ("message", "control")
+SHAPES = ("churn", "static", "vanished")
+# An event type nobody publishes: the service never writes to these subscribers, so it
+# learns that they left only if it reads.
+NEVER_PUBLISHED = "deploy"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,26 +61,56 @@ KEEPALIVE_SHORT = Keepalive("2s/2s", 2.0, 2.0)
 
 
 @dataclasses.dataclass(frozen=True)
+class Churn:
+    """Clients coming and going: ``batch`` new ones every ``every_s``, each for ``lifetime_s``."""
+
+    every_s: float
+    batch: int
+    lifetime_s: float
+
+    @property
+    def name(self) -> str:
+        """``4/1s-4s``: batch / period - lifetime."""
+        return f"{self.batch}/{self.every_s:g}s-{self.lifetime_s:g}s"
+
+
+# The measured shape: 20 new clients every 5 s, each pinging for 5 s.
+CHURN_DEFAULT = Churn(every_s=5.0, batch=20, lifetime_s=5.0)
+# The same 4 arrivals a second in smaller batches, so that a 10 s cell shows a line. 4 s of
+# pings (160 KiB) is still more than a server socket takes in unread, so each client's FIN
+# waits behind its own unsent data and the server's socket stays ESTABLISHED, as measured.
+CHURN_QUICK = Churn(every_s=1.0, batch=4, lifetime_s=4.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class Cell:
-    """One experiment: a service configuration and the kind of client traffic."""
+    """One experiment: a service configuration and the shape and kind of client traffic."""
 
     read_handler: str  # "missing" or "fixed"
     keepalive: Keepalive
     ws_impl: str = "websockets-sansio"
     ping_kind: str = "message"
+    shape: str = "static"
+    churn: Churn | None = None  # the churn cells' arrivals and lifetime
 
     @property
     def name(self) -> str:
         """A short unique name, usable as a file name."""
-        return (
+        base = (
             f"{self.read_handler}_keepalive-{self.keepalive.name.replace('/', '-')}"
             f"_{self.ws_impl}_{self.ping_kind}"
         )
+        return base if self.shape == "static" else f"{self.shape}_{base}"
 
     @property
     def label(self) -> str:
         """A human label for tables and charts."""
         parts = [f"READ_HANDLER={self.read_handler}", f"keepalive {self.keepalive.name}"]
+        if self.churn is not None:
+            parts.insert(0, f"churn {self.churn.batch} every {self.churn.every_s:g} s "
+                            f"for {self.churn.lifetime_s:g} s")  # fmt: skip
+        elif self.shape == "vanished":
+            parts.insert(0, "vanished clients")
         if self.ws_impl != "websockets-sansio":
             parts.append(self.ws_impl)
         if self.ping_kind != "message":
@@ -55,22 +119,46 @@ class Cell:
 
     def settings(self) -> dict[str, str]:
         """The cell's axes, as written to summary.json."""
-        return {
+        settings = {
             "read_handler": self.read_handler,
             "keepalive": self.keepalive.name,
             "ws_impl": self.ws_impl,
             "ping_kind": self.ping_kind,
+            "shape": self.shape,
         }
+        if self.churn is not None:
+            settings["churn"] = self.churn.name
+        return settings
+
+
+def can_run(cell: Cell) -> str | None:
+    """Why this machine cannot run ``cell`` (None: it can)."""
+    if cell.shape == "vanished" and os.geteuid() != 0:
+        return "needs root (it creates a network namespace and a veth pair): skipped"
+    return None
 
 
 def expected_verdict(cell: Cell) -> str:
-    """What the story predicts: unread data messages leak unless keepalive kills the sessions."""
+    """What the story predicts.
+
+    Unread data messages leak unless keepalive kills the sessions. Clients that leave leak
+    sessions with keepalive too: its pings reset the departed clients' sockets, but a session
+    that neither reads nor sends never learns. A vanished client sends nothing (no FIN, no
+    RST, no data), so a reader cannot notice it: only keepalive reaps it. A cell this machine
+    cannot run is expected ``unknown``.
+    """
+    if can_run(cell) is not None:
+        return "unknown"
+    if cell.shape == "vanished":
+        return "leak" if cell.keepalive.interval_s is None else "healthy"
+    if cell.shape == "churn":
+        return "healthy" if cell.read_handler == "fixed" else "leak"
     if cell.read_handler == "fixed" or cell.ping_kind == "control":
         return "healthy"
     return "leak" if cell.keepalive.interval_s is None else "masked"
 
 
-AXES = {"ws_impl": WS_IMPLS, "ping_kind": PING_KINDS}
+AXES = {"ws_impl": WS_IMPLS, "ping_kind": PING_KINDS, "shape": SHAPES}
 
 
 def build_matrix(
@@ -79,11 +167,15 @@ def build_matrix(
     full: bool = False,
     ws_impls: tuple[str, ...] | None = None,
     ping_kinds: tuple[str, ...] | None = None,
+    shapes: tuple[str, ...] | None = None,
 ) -> list[Cell]:
-    """The default matrix (READ_HANDLER x keepalive), or every axis with ``full``.
+    """The cells of a run, churn first: churn (READ_HANDLER, keepalive off; x keepalive with
+    ``full``), then static (READ_HANDLER x keepalive), then, with ``full``, vanished clients
+    (keepalive off / on).
 
-    ``ws_impls`` and ``ping_kinds`` choose those axes explicitly (default: the first value,
-    or every value with ``full``). ``quick`` uses the short keepalive.
+    ``ws_impls``, ``ping_kinds`` and ``shapes`` choose those axes explicitly (default: the
+    first ws_impl and ping kind and the churn and static shapes, or every value with
+    ``full``). ``quick`` uses the short keepalive and the quick churn.
     """
     keepalive_on = KEEPALIVE_SHORT if quick else KEEPALIVE_DEFAULT
     keepalives = (KEEPALIVE_OFF, keepalive_on)
@@ -91,9 +183,31 @@ def build_matrix(
         ws_impls = WS_IMPLS if full else WS_IMPLS[:1]
     if ping_kinds is None:
         ping_kinds = PING_KINDS if full else PING_KINDS[:1]
-    return [
-        Cell(read_handler, keepalive, ws_impl, ping_kind)
-        for ws_impl, ping_kind, read_handler, keepalive in itertools.product(
-            ws_impls, ping_kinds, READ_HANDLERS, keepalives
-        )
-    ]
+    if shapes is None:
+        shapes = SHAPES if full else ("churn", "static")
+    cells: list[Cell] = []
+    if "churn" in shapes and "message" in ping_kinds:  # control pings never pile up
+        churn = CHURN_QUICK if quick else CHURN_DEFAULT
+        # With full, keepalive too: it frees the departed clients' sockets, not their sessions.
+        churn_keepalives = keepalives if full else (KEEPALIVE_OFF,)
+        cells += [
+            Cell(read_handler, keepalive, ws_impl, shape="churn", churn=churn)
+            for ws_impl, read_handler, keepalive in itertools.product(
+                ws_impls, READ_HANDLERS, churn_keepalives
+            )
+        ]
+    if "static" in shapes:
+        cells += [
+            Cell(read_handler, keepalive, ws_impl, ping_kind)
+            for ws_impl, ping_kind, read_handler, keepalive in itertools.product(
+                ws_impls, ping_kinds, READ_HANDLERS, keepalives
+            )
+        ]
+    if "vanished" in shapes:
+        # A reader cannot see a client that sends nothing: the fixed handler (on the first
+        # WebSocket implementation chosen), and keepalive 2s/2s against none.
+        cells += [
+            Cell("fixed", keepalive, ws_impls[0], shape="vanished")
+            for keepalive in (KEEPALIVE_OFF, KEEPALIVE_SHORT)
+        ]
+    return cells
