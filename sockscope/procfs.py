@@ -16,6 +16,8 @@ import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 
+from sockscope.tcp import CONNECTED_STATES, TCP_STATES
+
 __all__ = [
     "CONNECTED_STATES",
     "TCP_STATES",
@@ -28,17 +30,7 @@ __all__ = [
     "queue_totals",
 ]
 
-# TCP states as numbered in include/net/tcp_states.h.
-TCP_STATES = {
-    1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
-    6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING",
-    12: "NEW_SYN_RECV",
-}  # fmt: skip
-
-# The states ``ss -t`` lists by default: sockets with a peer, not LISTEN or TIME_WAIT.
-CONNECTED_STATES = frozenset(
-    {"ESTABLISHED", "SYN_SENT", "FIN_WAIT1", "FIN_WAIT2", "CLOSE_WAIT", "LAST_ACK", "CLOSING"}
-)
+# The state names are tcp.py's: one table for every reader of the kernel.
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
