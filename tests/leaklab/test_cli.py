@@ -117,7 +117,7 @@ def test_quick_lab_writes_report_with_expected_verdicts(tmp_path: Path) -> None:
     assert churn_leak["dead_sessions_growth_per_min"] > 120
     assert churn_leak["dead_sessions_r2"] > 0.9
     assert churn_leak["recv_q_growth_mib_per_min"] > 10
-    assert set(churn_leak["sockets_by_state_end"]) == {"ESTAB"}
+    assert set(churn_leak["sockets_by_state_end"]) == {"ESTABLISHED"}
     assert churn_leak["left_unanswered"] == churn_leak["clients_left"] > 0
     assert churn_fixed["dead_sessions_end"] <= 2 and churn_fixed["left_unanswered"] == 0
     assert churn_fixed["clients_left"] >= 20
