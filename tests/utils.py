@@ -1,15 +1,24 @@
-"""Helpers the tests share: waiting for conditions, kernel readings, the broker's address."""
+"""Helpers the tests share: waiting for conditions, kernel readings, the broker's address,
+the lab run as a user runs it (and every child it started)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
+import json
+import os
 import re
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 
 from sockscope.diag import DiagSocket
@@ -111,3 +120,86 @@ async def wait_until(
     """Poll ``condition`` until it holds; fail the test with ``what`` after ``timeout_s``."""
     if not await eventually(condition, timeout_s=timeout_s, every_s=every_s):
         pytest.fail(f"timed out after {timeout_s} s waiting until {what}")
+
+
+class ChildWatcher:
+    """Records every descendant pid of a process while it runs (to check they are gone)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pids: set[int] = set()
+        self._parent = psutil.Process(pid)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.2):
+            with contextlib.suppress(psutil.Error):
+                self.pids.update(c.pid for c in self._parent.children(recursive=True))
+
+    def stop(self) -> set[int]:
+        """Stop watching; the pids seen."""
+        self._done.set()
+        self._thread.join()
+        return self.pids
+
+
+def alive(pids: set[int]) -> list[int]:
+    """The pids among ``pids`` that still run (zombies count as gone)."""
+    running = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                running.append(pid)
+    return running
+
+
+def run_lab(args: list[str], timeout_s: float) -> tuple[subprocess.CompletedProcess[str], set[int]]:
+    """Run the lab without a terminal; its result and the pids of every child it started."""
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "leaklab", *args], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+        env={**os.environ, "CI": "true"},
+    )  # fmt: skip
+    watcher = ChildWatcher(lab.pid)
+    try:
+        stdout, stderr = lab.communicate(timeout=timeout_s)
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.wait()
+        pids = watcher.stop()
+    return subprocess.CompletedProcess(lab.args, lab.returncode, stdout, stderr), pids
+
+
+# The first test that asks for the demo pays for it: 18 cells, about 2.5 min on a quiet host.
+DEMO_TIMEOUT_S = 420
+DEMO_TEST_TIMEOUT_S = DEMO_TIMEOUT_S + 60
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoRun:
+    """What one ``leaklab demo`` left: its output, its report folder, the pids it started."""
+
+    result: subprocess.CompletedProcess[str]
+    out: Path
+    pids: set[int]
+    elapsed_s: float
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.out / "summary.json").read_text())
+
+    def cells(self, story: str) -> list[dict[str, Any]]:
+        """The story's cells in ``summary.json``, in the order they ran."""
+        return [c for c in self.summary["cells"] if c["story"] == story]
+
+    def processes(self, story: str) -> list[dict[str, Any]]:
+        """The story's cells in ``settings.json`` (settings and the pids of each cell)."""
+        cells = json.loads((self.out / "settings.json").read_text())["cells"]
+        return [cell for cell in cells.values() if cell["story"] == story]
+
+    def samples(self, story: str) -> list[dict[str, Any]]:
+        """The story's lines of ``samples.jsonl``."""
+        lines = (self.out / "samples.jsonl").read_text().splitlines()
+        return [s for s in map(json.loads, lines) if s["story"] == story]

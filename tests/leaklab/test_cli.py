@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from leaklab.story import STORIES
 from sockscope.netlink import read_sockets
+from tests.utils import DEMO_TEST_TIMEOUT_S, DemoRun, alive
 
 REPORT_FILES = (
     "report.md", "index.html", "summary.json", "samples.jsonl", "settings.json",
@@ -34,73 +34,20 @@ def lab_command(out: Path) -> list[str]:
     ]  # fmt: skip
 
 
-class ChildWatcher:
-    """Records every descendant pid of a process while it runs (to check they are gone)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pids: set[int] = set()
-        self._parent = psutil.Process(pid)
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-
-    def _watch(self) -> None:
-        while not self._done.wait(0.2):
-            with contextlib.suppress(psutil.Error):
-                self.pids.update(c.pid for c in self._parent.children(recursive=True))
-
-    def stop(self) -> set[int]:
-        """Stop watching; the pids seen."""
-        self._done.set()
-        self._thread.join()
-        return self.pids
-
-
-def alive(pids: set[int]) -> list[int]:
-    """The pids among ``pids`` that still run (zombies count as gone)."""
-    running = []
-    for pid in pids:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                running.append(pid)
-    return running
-
-
-def run_lab(args: list[str], timeout_s: float) -> tuple[subprocess.CompletedProcess[str], set[int]]:
-    """Run the lab without a terminal; its result and the pids of every child it started."""
-    lab = subprocess.Popen(
-        [sys.executable, "-m", "leaklab", *args], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
-        env={**os.environ, "CI": "true"},
-    )  # fmt: skip
-    watcher = ChildWatcher(lab.pid)
-    try:
-        stdout, stderr = lab.communicate(timeout=timeout_s)
-    finally:
-        if lab.poll() is None:
-            lab.kill()
-            lab.wait()
-        pids = watcher.stop()
-    return subprocess.CompletedProcess(lab.args, lab.returncode, stdout, stderr), pids
-
-
-@pytest.mark.timeout(300)
-def test_quick_lab_writes_report_with_expected_verdicts(tmp_path: Path) -> None:
+@pytest.mark.timeout(DEMO_TEST_TIMEOUT_S)
+def test_quick_matrix_writes_report_with_expected_verdicts(demo_run: DemoRun) -> None:
     """Churn first (leak, healthy), then the four static cells (leak, masked, healthy,
     healthy), each judged from its own samples; every child process is gone afterwards."""
-    out = tmp_path / "report"
-    started = time.monotonic()
-    result, pids = run_lab(lab_command(out)[3:], timeout_s=240)
-    took_s = time.monotonic() - started
+    out, result, pids = demo_run.out, demo_run.result, demo_run.pids
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(pids) >= 6 and not alive(pids)
     for name in REPORT_FILES:
         assert (out / name).stat().st_size > 0, name
-    summary = json.loads((out / "summary.json").read_text())
+    cells = demo_run.cells("ws-read-handler")
     outcomes = [
         (c["settings"]["shape"], c["settings"]["read_handler"], c["settings"]["keepalive"],
          c["verdict"])
-        for c in summary["cells"]
+        for c in cells
     ]  # fmt: skip
     assert outcomes == [
         ("churn", "missing", "off", "leak"),
@@ -109,10 +56,9 @@ def test_quick_lab_writes_report_with_expected_verdicts(tmp_path: Path) -> None:
         ("static", "missing", "2s/2s", "masked"),
         ("static", "fixed", "off", "healthy"),
         ("static", "fixed", "2s/2s", "healthy"),
-    ], [c["reason"] for c in summary["cells"]]
-    assert {c["story"] for c in summary["cells"]} == {"ws-read-handler"}
-    assert all(not c["surprise"] and c["expected"] == c["verdict"] for c in summary["cells"])
-    churn_leak, churn_fixed = (c["figures"] for c in summary["cells"][:2])
+    ], [c["reason"] for c in cells]
+    assert all(not c["surprise"] and c["expected"] == c["verdict"] for c in cells)
+    churn_leak, churn_fixed = (c["figures"] for c in cells[:2])
     # 4 clients a second stay registered once they left, with their Recv-Q, all ESTABLISHED.
     assert churn_leak["dead_sessions_growth_per_min"] > 120
     assert churn_leak["dead_sessions_r2"] > 0.9
@@ -121,16 +67,12 @@ def test_quick_lab_writes_report_with_expected_verdicts(tmp_path: Path) -> None:
     assert churn_leak["left_unanswered"] == churn_leak["clients_left"] > 0
     assert churn_fixed["dead_sessions_end"] <= 2 and churn_fixed["left_unanswered"] == 0
     assert churn_fixed["clients_left"] >= 20
-    assert took_s < 150, f"the quick matrix took {took_s:.0f} s"
-    leak, masked = summary["cells"][2]["figures"], summary["cells"][3]["figures"]
+    leak, masked = cells[2]["figures"], cells[3]["figures"]
     assert leak["recv_q_peak_bytes"] > 64 * 1024
     assert masked["closes"]["1011"] > 0
     assert masked["first_keepalive_close_s"] < 10
     assert masked["events_lost"] > 0
-    cells_with_samples = {
-        json.loads(line)["cell"] for line in (out / "samples.jsonl").read_text().splitlines()
-    }
-    assert len(cells_with_samples) == 6
+    assert {s["cell"] for s in demo_run.samples("ws-read-handler")} == {c["name"] for c in cells}
     assert "report.md" in result.stderr
 
 
@@ -191,32 +133,20 @@ def wait_for_first_samples(lab: subprocess.Popen[bytes], timeout_s: float) -> bo
     return False
 
 
-@pytest.mark.timeout(330)
-def test_demo_prints_the_cells_side_by_side_and_writes_the_report(tmp_path: Path) -> None:
-    """``make demo``'s command, in short cells: one column per cell, and the report folder."""
-    out = tmp_path / "demo"
-    result = subprocess.run(
-        [sys.executable, "-m", "leaklab", "demo", "--duration", "3", "--clients", "4",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-        env={**os.environ, "CI": "true"},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "ws-read-handler: The missing WebSocket read handler" in result.stderr
+@pytest.mark.timeout(DEMO_TEST_TIMEOUT_S)
+def test_demo_prints_the_cells_side_by_side_and_writes_the_report(demo_run: DemoRun) -> None:
+    """``make demo``'s command: one column per cell, every story, one report folder."""
+    stderr = demo_run.result.stderr
+    for story in STORIES:
+        assert f"{story}: " in stderr
+        assert demo_run.cells(story), story
     for row in ("peak Recv-Q per socket", "kernel held for service", "events lost", "verdict"):
-        assert row in result.stderr
-    assert result.stderr.count("READ_HANDLER=missing") >= 2
-    summary = json.loads((out / "summary.json").read_text())
-    cells = [c for c in summary["cells"] if c["story"] == "ws-read-handler"]
-    axes = [(c["settings"]["read_handler"], c["settings"]["keepalive"]) for c in cells]
-    assert axes == [
-        ("missing", "off"), ("fixed", "off"),  # churn first
-        ("missing", "off"), ("missing", "2s/2s"), ("fixed", "off"), ("fixed", "2s/2s")
-    ]  # fmt: skip
-    # 3 s is shorter than a churning client's life: nobody left yet, nothing to judge.
-    assert cells[0]["verdict"] == "unknown"
-    assert cells[2]["verdict"] == "leak"
-    assert all((out / name).stat().st_size > 0 for name in REPORT_FILES)
+        assert row in stderr
+    assert stderr.count("READ_HANDLER=missing") >= 2
+    assert all(not c["surprise"] for c in demo_run.summary["cells"])
+    assert all((demo_run.out / name).stat().st_size > 0 for name in REPORT_FILES)
+    # The four stories' 18 cells, 10 s each plus their recoveries and settling.
+    assert demo_run.elapsed_s < 300, f"the demo took {demo_run.elapsed_s:.0f} s"
 
 
 def test_list_names_every_story() -> None:
