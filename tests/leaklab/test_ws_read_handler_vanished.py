@@ -20,7 +20,7 @@ from leaklab.runner import run_one
 from leaklab.stories.ws_read_handler import STORY
 from leaklab.stories.ws_read_handler.matrix import KEEPALIVE_OFF, Cell
 from leaklab.story import LabOptions
-from tests.leaklab.test_cli import ChildWatcher, alive, run_lab
+from tests.utils import ChildWatcher, alive, run_lab
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace needs root")
 
