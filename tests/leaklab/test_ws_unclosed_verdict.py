@@ -167,11 +167,23 @@ def test_recovery_is_none_when_the_service_never_comes_back():
     assert "not back by the end of the cell" in judge(cell_figures(samples, LIMIT))[1]
 
 
-def test_cost_per_connection_is_a_slope_below_the_limit():
+def test_cost_per_connection_is_a_slope_over_the_steady_samples():
     assert slope([(0, 1), (1, 3), (2, 5)]) == 2.0
     assert slope([(1, 1), (1, 2)]) is None and slope([]) is None
-    assert cost_per_connection(frozen(), "fds", LIMIT) == 1.0
-    assert cost_per_connection(frozen(), "tasks", LIMIT) == 2.0
+    for samples in (frozen(), capped()):
+        assert cost_per_connection(samples, "fds") == 1.0
+        assert cost_per_connection(samples, "tasks") == 2.0
+
+
+def test_cost_per_connection_is_not_thrown_by_readings_that_race_the_ramp():
+    """On a loaded host the task dump is read a moment after the connections were counted:
+    during the ramp it saw 60 more connections; held still, the figures agree again."""
+    for samples in (frozen(), capped()):
+        samples[1]["tasks"] += 2 * 60
+        assert cost_per_connection(samples, "tasks") == 2.0
+    # The ramp alone, with nothing steady after it, is not enough to say.
+    ramp = [sample(0, 0, running=False), sample(1, 120), sample(2, 240)]
+    assert cost_per_connection(ramp, "fds") is None
 
 
 def test_the_story_adds_the_dump_taken_while_the_client_ran_and_notes():

@@ -31,6 +31,8 @@ from leaklab.story import CellResult, Verdict
 LEAK_MIN_FDS = 50
 # The cost of a connection is a slope over at least this many connections of difference.
 MIN_CONNECTIONS_FOR_COST = 25
+# ...read from samples where the connections held still: within this many of the sample before.
+STEADY_CONNECTIONS = 2
 MIN_SAMPLES = 3
 # At the limit: the service's fds within this margin of its fd limit.
 LIMIT_MARGIN_FDS = 4
@@ -70,16 +72,24 @@ def slope(points: Sequence[tuple[float, float]]) -> float | None:
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / var_x
 
 
-def cost_per_connection(samples: Sequence[dict[str, Any]], key: str, fd_limit: int) -> float | None:
-    """How much ``key`` grows per ESTABLISHED connection of the service, below the fd limit
-    (both read at the same instant); None if the connections did not vary enough to say."""
-    points = [
-        (float(established), float(value))
-        for s in samples
-        if (established := s.get("established")) is not None
-        and (value := s.get(key)) is not None
-        and (s.get("fds") or 0) < fd_limit - RECOVERY_FDS_MARGIN
-    ]
+def cost_per_connection(samples: Sequence[dict[str, Any]], key: str) -> float | None:
+    """How much ``key`` grows per ESTABLISHED connection of the service; None if the
+    connections did not vary enough to say.
+
+    A slope over the samples taken while the connections held still (within
+    ``STEADY_CONNECTIONS`` of the sample before: before the client, on the plateau at the
+    cap or the fd limit, after the client): while the client ramps up, the figures read one
+    after another (psutil, then ``/stats``, then ``/debug/tasks``) race it, by tens of
+    connections on a loaded host.
+    """
+    points = []
+    previous: float | None = None
+    for s in samples:
+        established, value = s.get("established"), s.get(key)
+        if established is not None and value is not None:
+            if previous is None or abs(established - previous) <= STEADY_CONNECTIONS:
+                points.append((float(established), float(value)))
+        previous = established
     xs = [x for x, _ in points]
     if not xs or max(xs) - min(xs) < MIN_CONNECTIONS_FOR_COST:
         return None
@@ -125,8 +135,8 @@ def cell_figures(samples: Sequence[dict[str, Any]], fd_limit: int) -> dict[str, 
         "opened": last_client["opened"] if last_client else None,
         "client_failures": dict(last_client["failed"]) if last_client else {},
         "first_failure_s": last_client.get("first_failure_s") if last_client else None,
-        "fds_per_connection": cost_per_connection(samples, "fds", fd_limit),
-        "tasks_per_connection": cost_per_connection(samples, "tasks", fd_limit),
+        "fds_per_connection": cost_per_connection(samples, "fds"),
+        "tasks_per_connection": cost_per_connection(samples, "tasks"),
         "probes": dict(sorted(probes.items())),
         "healthz_samples": len(healthz),
         "healthz_failed": sum(h != "200" for h in healthz),
