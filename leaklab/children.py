@@ -23,11 +23,12 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO
 
 import httpx
 
 from event_service.settings import Settings, render_env
+from event_service.snapshot import ServiceSnapshot
 from leaklab.errors import LaunchError
 
 __all__ = ["ChildProcess", "LaunchError", "ServiceProcess", "clean_env"]
@@ -194,15 +195,15 @@ class ServiceProcess(ChildProcess):
             raise
         return self
 
-    def stats(self, timeout_s: float = 5.0) -> dict[str, Any]:
+    def stats(self, timeout_s: float = 5.0) -> ServiceSnapshot:
         """The service's ``/stats``."""
         headers = {}
         if self.settings.admin_token:
             headers["Authorization"] = f"Bearer {self.settings.admin_token}"
         response = httpx.get(f"{self.base_url}/stats", timeout=timeout_s, headers=headers)
         response.raise_for_status()
-        data: dict[str, Any] = response.json()
-        return data
+        snapshot: ServiceSnapshot = response.json()
+        return snapshot
 
     def __enter__(self) -> ServiceProcess:
         return self.start()
