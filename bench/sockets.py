@@ -42,6 +42,7 @@ from typing import Any
 from bench.children import SubscriberProcess
 from bench.figures import median, ratio
 from bench.report import log_dir, print_table, say, write_result
+from bench.run import plan_for
 from event_service.observer import read_service_sockets
 from event_service.settings import settings_from_env
 from leaklab.children import ChildProcess, ServiceProcess, bind_listener
@@ -422,9 +423,7 @@ def measure_samples(plan: Plan, logs: Path) -> list[dict[str, Any]]:
 
 def run(quick: bool, reps: int | None = None) -> dict[str, Any]:
     """All three parts; tables; JSON."""
-    plan = QUICK if quick else FULL
-    if reps:
-        plan = dataclasses.replace(plan, reps=reps)
+    plan = plan_for(quick, reps, QUICK, FULL)
     logs = log_dir("sockets")
     say(f"sockets: /stats with {plan.sessions} sessions")
     stats = measure_stats(plan, logs)
