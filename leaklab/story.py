@@ -14,7 +14,7 @@ import dataclasses
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypedDict
+from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 from leaklab.errors import UnknownStory
 
@@ -27,6 +27,7 @@ __all__ = [
     "Chart",
     "Column",
     "LabOptions",
+    "RunInfo",
     "Sample",
     "Scope",
     "Story",
@@ -66,6 +67,24 @@ class CellRun(TypedDict):
 
     samples: list[Sample]
     processes: dict[str, Any]
+
+
+class RunInfo(TypedDict):
+    """What ran, at the top of ``summary.json`` and of the reports (and how to repeat it)."""
+
+    command: str
+    started_at: str
+    duration_s: float
+    clients: int
+    interval_s: float
+    size_bytes: int
+    event_rate: float
+    source: Literal["rabbitmq", "embedded"]
+    host: str
+    python: str
+    versions: dict[str, str]
+    cpus: int | None
+    interrupted: NotRequired[bool]
 
 
 class CellSummary(TypedDict):
