@@ -14,7 +14,7 @@ import dataclasses
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, NotRequired, Protocol, TypedDict
+from typing import Any, Literal, NotRequired, Protocol, TypeAlias, TypedDict
 
 from leaklab.errors import UnknownStory
 
@@ -26,6 +26,7 @@ __all__ = [
     "CellSummary",
     "Chart",
     "Column",
+    "Json",
     "LabOptions",
     "RunInfo",
     "Sample",
@@ -38,6 +39,8 @@ VERDICTS = ("leak", "masked", "healthy", "unknown")
 Verdict = Literal["leak", "masked", "healthy", "unknown"]
 Scope = Literal["quick", "default", "full"]
 
+# A value json.dumps writes as it is (what settings.json and summary.json hold).
+Json: TypeAlias = "str | int | float | bool | Sequence[Json] | Mapping[str, Json] | None"
 # One per-second sample of a cell: flat, JSON-ready figures; what is in it is the story's.
 Sample = dict[str, Any]
 
@@ -66,7 +69,7 @@ class CellRun(TypedDict):
     """What running a cell returns: its samples and the exact settings of what it started."""
 
     samples: list[Sample]
-    processes: dict[str, Any]
+    processes: Mapping[str, Json]
 
 
 class RunInfo(TypedDict):
@@ -94,7 +97,7 @@ class CellSummary(TypedDict):
     name: str
     label: str
     settings: dict[str, str]
-    processes: dict[str, Any]
+    processes: Mapping[str, Json]
     figures: dict[str, Any]
     verdict: Verdict
     reason: str
