@@ -1,14 +1,16 @@
-"""Client child processes and the psutil readings the benchmarks take of every process.
+"""The benchmarks' client children, on :class:`leaklab.children.ChildProcess`, and the psutil
+readings the benchmarks take of every process.
 
-:class:`SubscriberProcess` runs :mod:`bench.subscribers` and keeps its latest JSON line;
-:class:`SwarmProcess` runs the real ``python -m ping_client`` swarm. Both stop by
-themselves after their duration, and :meth:`stop` ends them (SIGTERM, then SIGKILL).
+:class:`SubscriberProcess` runs :mod:`bench.subscribers` and keeps its JSON lines;
+:class:`SwarmProcess` runs the real ``python -m ping_client`` swarm. Both start with a clean
+environment, stop by themselves after their duration, and :meth:`stop` ends them (SIGTERM,
+then SIGKILL).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,13 +21,15 @@ from typing import IO, Any
 
 import psutil
 
+from leaklab.children import ChildProcess
+
 STOP_GRACE_S = 15.0
 
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds the process has used (its threads, not its children)."""
     times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
+    return float(times.user + times.system)
 
 
 def cpu_split(pid: int) -> tuple[float, float]:
@@ -46,16 +50,9 @@ def rss_bytes(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 
 
-def _stop(process: subprocess.Popen[bytes] | None, grace_s: float = STOP_GRACE_S) -> int | None:
-    if process is None:
-        return None
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.wait()
+def _pid(child: ChildProcess) -> int:
+    assert child.pid is not None, "not started"
+    return child.pid
 
 
 class SubscriberProcess:
@@ -69,55 +66,40 @@ class SubscriberProcess:
         log_path: Path,
         extra_args: tuple[str, ...] = (),
     ) -> None:
-        self._argv = [
-            sys.executable,
-            "-m",
-            "bench.subscribers",
-            "--url",
-            url,
-            "--clients",
-            str(clients),
-            "--duration",
-            str(duration_s),
-            *extra_args,
-        ]
+        argv = [sys.executable, "-m", "bench.subscribers", "--url", url, "--clients",
+                str(clients), "--duration", str(duration_s), *extra_args]  # fmt: skip
         self.clients = clients
-        self._log_path = log_path
-        self._process: subprocess.Popen[bytes] | None = None
+        self._child = ChildProcess(argv, {}, log_path, capture_stdout=True)
         self._reader: threading.Thread | None = None
         self.samples: list[dict[str, Any]] = []
 
     @property
     def pid(self) -> int:
         """The client process."""
-        assert self._process is not None, "not started"
-        return self._process.pid
+        return _pid(self._child)
 
     def start(self) -> SubscriberProcess:
         """Start the child and a thread that collects its JSON lines."""
-        self._log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                self._argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                start_new_session=True,
-            )
-        assert self._process.stdout is not None
+        self._child.start()
         self._reader = threading.Thread(
-            target=self._collect, args=(self._process.stdout,), daemon=True
+            target=self._collect, args=(self._child.stdout,), daemon=True
         )
         self._reader.start()
         return self
 
     def _collect(self, stream: IO[bytes]) -> None:
-        for raw in stream:
-            try:
-                self.samples.append(json.loads(raw))
-            except json.JSONDecodeError:
-                continue
+        try:
+            for raw in stream:
+                try:
+                    self.samples.append(json.loads(raw))
+                except json.JSONDecodeError:
+                    continue
+        except ValueError:  # the pipe was closed by stop()
+            return
+
+    def is_running(self) -> bool:
+        """Whether the child has not exited yet (it stops by itself after its duration)."""
+        return self._child.is_running()
 
     def latest(self) -> dict[str, Any]:
         """The last line it printed (zeros before the first)."""
@@ -131,11 +113,8 @@ class SubscriberProcess:
         """Wait until every client opened or failed, and at least ``at_least`` of them opened."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            assert self._process is not None
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"subscribers exited early: {self._log_path.read_text()[-2000:]}"
-                )
+            if not self._child.is_running():
+                raise RuntimeError(f"subscribers exited early: {self._child.log_tail()}")
             last = self.latest()
             if last["connected"] + last["failed"] >= self.clients:
                 if last["connected"] < at_least * self.clients:
@@ -152,10 +131,16 @@ class SubscriberProcess:
 
     def stop(self) -> None:
         """Close the connections (SIGTERM), then SIGKILL after a grace period."""
-        process, self._process = self._process, None
-        _stop(process)
+        if self._child.is_running():
+            # SIGTERM and read to the end before the pipe is closed: the last line (with the
+            # latencies) comes on the way out.
+            self._child.signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._child.wait(STOP_GRACE_S)
         if self._reader is not None:
             self._reader.join(timeout=5.0)
+            self._reader = None
+        self._child.stop(STOP_GRACE_S)
 
     def __enter__(self) -> SubscriberProcess:
         return self.start()
@@ -168,66 +153,46 @@ class SwarmProcess:
     """``python -m ping_client ...``: the real swarm, its summary written as JSON."""
 
     def __init__(self, argv: list[str], json_path: Path, log_path: Path) -> None:
-        self._argv = [sys.executable, "-m", "ping_client", *argv, "--json-out", str(json_path)]
+        argv = [sys.executable, "-m", "ping_client", *argv, "--json-out", str(json_path)]
         self.json_path = json_path
-        self._log_path = log_path
-        self._process: subprocess.Popen[bytes] | None = None
+        # COLUMNS: its live line and summary table stay readable in the log.
+        self._child = ChildProcess(argv, {"COLUMNS": "200"}, log_path)
 
     @property
     def pid(self) -> int:
         """The swarm process."""
-        assert self._process is not None, "not started"
-        return self._process.pid
+        return _pid(self._child)
 
     def start(self) -> SwarmProcess:
         """Start the child, its live output going to the log file."""
         self.json_path.unlink(missing_ok=True)
-        self._log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                self._argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
-                start_new_session=True,
-            )
+        self._child.start()
         return self
 
     def is_running(self) -> bool:
         """Whether the child has not exited yet."""
-        return self._process is not None and self._process.poll() is None
+        return self._child.is_running()
 
     def wait_summary(self, timeout_s: float) -> dict[str, Any]:
         """Wait for the swarm to end by itself and return its JSON summary."""
-        assert self._process is not None, "not started"
         try:
-            self._process.wait(timeout_s)
+            self._child.wait(timeout_s)
         except subprocess.TimeoutExpired:
             self.stop()
             raise RuntimeError("swarm did not finish in time") from None
-        self._process = None
+        self._child.stop()
         if not self.json_path.exists():
-            raise RuntimeError(f"swarm wrote no summary: {self._log_path.read_text()[-2000:]}")
+            raise RuntimeError(f"swarm wrote no summary: {self._child.log_tail()}")
         summary: dict[str, Any] = json.loads(self.json_path.read_text())
         return summary
 
     def interrupt(self, timeout_s: float = 20.0) -> int | None:
         """Ctrl-C: the swarm closes its connections and exits (it writes no summary then)."""
-        process, self._process = self._process, None
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-        try:
-            return process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            return _stop(process)
+        return self._child.interrupt(timeout_s)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a grace period."""
-        process, self._process = self._process, None
-        _stop(process)
+        self._child.stop(STOP_GRACE_S)
 
     def __enter__(self) -> SwarmProcess:
         return self.start()

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import profiler
-from bench.children import SubscriberProcess, cpu_seconds, cpu_split, host_busy_s
+from bench.children import SubscriberProcess
 from bench.figures import highest_sustained, is_sustained, median, ratio, us_per_item
 from bench.report import log_dir, print_table, say, write_result
-from bench.targets import FANOUT_NAMES, Target, make_target, rotated
+from bench.run import CpuWindow, medians_by_key, plan_for, repeat, under_load
+from bench.targets import FANOUT_NAMES, Target
 
 SERVICES = FANOUT_NAMES[1:]
 
@@ -62,22 +63,18 @@ def _timed_counters(target: Target) -> tuple[float, dict[str, Any]]:
 def measure_window(target: Target, client: SubscriberProcess, window_s: float) -> dict[str, Any]:
     """One window: deliveries from the server's counters, CPU of server and client."""
     t0, s0 = _timed_counters(target)
-    c0 = time.monotonic(), cpu_split(target.pid), cpu_seconds(client.pid), host_busy_s()
+    window = CpuWindow({"server": target.pid, "client": client.pid}).start()
     time.sleep(window_s)
-    c1 = time.monotonic(), cpu_split(target.pid), cpu_seconds(client.pid), host_busy_s()
+    cpu = window.stop()
     t1, s1 = _timed_counters(target)
-    cpu_elapsed_s = c1[0] - c0[0]
-    user_cores = (c1[1][0] - c0[1][0]) / cpu_elapsed_s
-    system_cores = (c1[1][1] - c0[1][1]) / cpu_elapsed_s
+    user_cores, system_cores = cpu["server_user_cores"], cpu["server_system_cores"]
     delivered_per_s = (s1["events_delivered"] - s0["events_delivered"]) / (t1 - t0)
     published_per_s = (s1["events_received"] - s0["events_received"]) / (t1 - t0)
     batches = s1.get("fanout_batches", 0) - s0.get("fanout_batches", 0)
     published = s1["events_received"] - s0["events_received"]
     rt0, r0 = client.received_at(t0)
     rt1, r1 = client.received_at(t1)
-    server_cores = user_cores + system_cores
-    client_cores = (c1[2] - c0[2]) / cpu_elapsed_s
-    host_cores = (c1[3] - c0[3]) / cpu_elapsed_s
+    server_cores = cpu["server_cores"]
     return {
         "subscribers": s1["connections"],
         "published_per_s": published_per_s,
@@ -91,9 +88,9 @@ def measure_window(target: Target, client: SubscriberProcess, window_s: float) -
         "system_us_per_delivery": us_per_item(system_cores, delivered_per_s),
         # Direct fan-out only: how many events one write to a subscriber carried.
         "events_per_write": published / batches if batches else float("nan"),
-        "client_cores": client_cores,
+        "client_cores": cpu["client_cores"],
         # Everything else busy on the machine in the window (other tests, the bench itself).
-        "other_cores": host_cores - server_cores - client_cores,
+        "other_cores": cpu["other_cores"],
         "client_received_per_s": (r1 - r0) / (rt1 - rt0) if rt1 > rt0 else float("nan"),
     }
 
@@ -108,29 +105,16 @@ def run_target(
     profile_s: int = 0,
 ) -> dict[str, Any]:
     """Start one server and its subscribers, measure ``windows`` windows, stop both."""
-    target = make_target(name, rate_per_s=rate_per_s, log_dir=logs).start()
-    try:
-        duration_s = 60 + plan.settle_s + windows * (window_s + 5) + profile_s
-        client = SubscriberProcess(
-            target.ws_url, plan.subscribers, duration_s, logs / "subscribers.log"
-        )
-        with client:
-            client.wait_connected(timeout_s=60)
-            time.sleep(plan.settle_s)
-            results = [measure_window(target, client, window_s) for _ in range(windows)]
-            profile = None
-            if profile_s:
-                say(f"profiling {name} for {profile_s} s with py-spy")
-                profile = profiler.record(
-                    target.pid, profile_s, logs.parent / f"profile-{name}.txt"
-                )
-    finally:
-        target.stop()
+    duration_s = 60 + plan.settle_s + windows * (window_s + 5) + profile_s
+    load = under_load(name, rate_per_s=rate_per_s, clients=plan.subscribers,
+                      duration_s=duration_s, logs=logs, settle_s=plan.settle_s)  # fmt: skip
+    with load as (target, client):
+        results = [measure_window(target, client, window_s) for _ in range(windows)]
+        profile = None
+        if profile_s:
+            say(f"profiling {name} for {profile_s} s with py-spy")
+            profile = profiler.record(target.pid, profile_s, logs.parent / f"profile-{name}.txt")
     return {"target": name, "rate_per_s": rate_per_s, "windows": results, "profile": profile}
-
-
-def _median_of(windows: list[dict[str, Any]], key: str) -> float:
-    return median([w[key] for w in windows])
 
 
 def _summary(windows: list[dict[str, Any]]) -> dict[str, float]:
@@ -148,18 +132,17 @@ def _summary(windows: list[dict[str, Any]]) -> dict[str, float]:
         "client_received_per_s",
         "other_cores",
     )
-    return {key: _median_of(windows, key) for key in keys}
+    return medians_by_key(windows, keys)
 
 
 def compare(plan: Plan, logs: Path) -> dict[str, Any]:
     """Repetitions at the fixed rate, the servers rotating; the ratios per repetition."""
+    runs = repeat("fanout", FANOUT_NAMES, plan.reps,
+                  lambda name: run_target(name, plan.rate_per_s, plan, 1, plan.window_s, logs),
+                  f"at {plan.rate_per_s:g} ev/s")  # fmt: skip
     reps = []
-    for rep in range(plan.reps):
-        figures: dict[str, Any] = {}
-        for name in rotated(FANOUT_NAMES, rep):
-            say(f"fanout rep {rep + 1}/{plan.reps}: {name} at {plan.rate_per_s:g} ev/s")
-            run = run_target(name, plan.rate_per_s, plan, 1, plan.window_s, logs)
-            figures[name] = run["windows"][0]
+    for rep in range(plan.reps):  # the servers of one repetition shared its minutes
+        figures: dict[str, Any] = {name: runs[name][rep]["windows"][0] for name in FANOUT_NAMES}
         figures.update(_ratios(figures))
         reps.append(figures)
     medians: dict[str, Any] = {name: _summary([r[name] for r in reps]) for name in FANOUT_NAMES}
@@ -215,9 +198,7 @@ def profile(plan: Plan, logs: Path) -> dict[str, Any]:
 
 def run(quick: bool, reps: int | None = None, with_profile: bool = True) -> dict[str, Any]:
     """The whole fan-out benchmark: comparison, saturation, profile; print and save."""
-    plan = QUICK if quick else FULL
-    if reps:
-        plan = dataclasses.replace(plan, reps=reps)
+    plan = plan_for(quick, reps, QUICK, FULL)
     logs = log_dir("fanout")
     comparison = compare(plan, logs)
     saturation = saturate(plan, logs)

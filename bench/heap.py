@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import gc
 import linecache
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -24,7 +23,8 @@ from typing import Any
 
 import uvloop
 
-from bench.report import print_table, say, write_result
+from bench.children import SubscriberProcess
+from bench.report import log_dir, print_table, say, write_result
 from bench.subscribers import raise_fd_limit
 from event_service.server import EventServer, build_config
 from event_service.settings import settings_from_env
@@ -43,19 +43,9 @@ def _site(filename: str) -> str:
     return filename.split(f"{_ROOT}/")[-1]
 
 
-def _subscribers(port: int, clients: int, duration_s: float) -> subprocess.Popen[bytes]:
-    argv = [
-        sys.executable,
-        "-m",
-        "bench.subscribers",
-        "--url",
-        f"ws://127.0.0.1:{port}/ws",
-        "--clients",
-        str(clients),
-        "--duration",
-        str(duration_s),
-    ]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, start_new_session=True)
+def _subscribers(port: int, clients: int, duration_s: float, name: str) -> SubscriberProcess:
+    url = f"ws://127.0.0.1:{port}/ws"
+    return SubscriberProcess(url, clients, duration_s, log_dir("heap") / f"{name}.log").start()
 
 
 async def wait_until(ready: Callable[[], bool], timeout_s: float, every_s: float = 0.1) -> None:
@@ -85,13 +75,14 @@ async def measure(
         port = server.servers[0].sockets[0].getsockname()[1]
         app: Any = config.app  # the FastAPI app build_config made
         hub = app.state.hub
-        warmup = _subscribers(port, WARMUP_CLIENTS, 2.0)
-        await wait_until(lambda: warmup.poll() is not None, timeout_s=30)
+        warmup = _subscribers(port, WARMUP_CLIENTS, 2.0, "warmup")
+        await wait_until(lambda: not warmup.is_running(), timeout_s=30)
+        warmup.stop()
         await asyncio.sleep(0.5)
         gc.collect()
         tracemalloc.start(FRAMES)
         empty = tracemalloc.take_snapshot()
-        clients = _subscribers(port, subscribers, 120.0)
+        clients = _subscribers(port, subscribers, 120.0, "subscribers")
         await wait_until(lambda: len(hub) >= subscribers, timeout_s=90)
         connected = len(hub)
         await asyncio.sleep(1.0)
@@ -101,8 +92,7 @@ async def measure(
         tasks = len(asyncio.all_tasks())
     finally:
         if clients is not None:
-            clients.terminate()
-            clients.wait(30)
+            clients.stop()
         server.should_exit = True
         await serving
     return {

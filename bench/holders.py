@@ -10,15 +10,15 @@ Two roles, so that no process holds more fds than its limit (20,000 here):
   and sends ``--send-bytes`` on every ``--send-every``-th one, which the acceptors never
   read: their Recv-Q and skmem are not all zero.
 
-Prints one JSON line when it holds them all (``{"held": N}``), then waits for SIGTERM or
-for its stdin to close, and closes everything. Loopback only.
+Prints one JSON line when it holds them all (``{"held": N}``), then waits for SIGTERM (from
+its launcher, :class:`leaklab.children.ChildProcess`, or from Linux when the launcher dies),
+and closes everything. Loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import select
 import signal
 import socket
 import sys
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         held = connect((host, int(port)), args.source, args.count, args.send_bytes, args.send_every)
     print(json.dumps({"held": len(held)}), flush=True)
     try:
-        select.select([sys.stdin], [], [])  # until the parent closes our stdin
+        while True:
+            signal.pause()  # until SIGTERM, whose handler exits
     finally:
         for sock in held:
             sock.close()

@@ -21,8 +21,9 @@ from typing import Any
 
 from bench.children import SubscriberProcess, rss_bytes
 from bench.figures import median, per_item_bytes, ratio
-from bench.report import log_dir, print_table, say, write_result
-from bench.targets import FANOUT_NAMES, Target, make_target, rotated
+from bench.report import log_dir, print_table, write_result
+from bench.run import medians_by_name, plan_for, repeat
+from bench.targets import FANOUT_NAMES, Target, make_target
 
 WARMUP_CLIENTS = 20
 REFERENCE_NAIVE_HUB_KB = 36.0
@@ -80,20 +81,12 @@ def run_once(name: str, plan: Plan, logs: Path) -> dict[str, Any]:
 
 def run(quick: bool, reps: int | None = None) -> dict[str, Any]:
     """Repetitions rotating the servers; medians and the ratios; table; JSON."""
-    plan = QUICK if quick else FULL
-    if reps:
-        plan = dataclasses.replace(plan, reps=reps)
+    plan = plan_for(quick, reps, QUICK, FULL)
     logs = log_dir("idle")
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in FANOUT_NAMES}
-    for rep in range(plan.reps):
-        for name in rotated(FANOUT_NAMES, rep):
-            say(f"idle rep {rep + 1}/{plan.reps}: {name} with {plan.subscribers} subscribers")
-            results[name].append(run_once(name, plan, logs))
+    results = repeat("idle", FANOUT_NAMES, plan.reps, lambda name: run_once(name, plan, logs),
+                     f"{plan.subscribers} subscribers")  # fmt: skip
     keys = ("kb_per_subscriber", "rss_empty_mb", "rss_loaded_mb", "rss_after_mb")
-    medians: dict[str, Any] = {
-        name: {key: median([r[key] for r in rows]) for key in keys}
-        for name, rows in results.items()
-    }
+    medians: dict[str, Any] = medians_by_name(results, keys)
     for name in FANOUT_NAMES[1:]:
         medians[f"ratio_{name}_kb_per_subscriber"] = ratio(
             medians[name]["kb_per_subscriber"], medians["baseline"]["kb_per_subscriber"]

@@ -31,10 +31,9 @@ from typing import Any
 
 import aio_pika
 
-from bench.children import SubscriberProcess, cpu_seconds
 from bench.figures import median, ratio
-from bench.report import log_dir, print_table, say, write_result
-from bench.targets import make_target, rotated
+from bench.report import log_dir, print_table, write_result
+from bench.run import CpuWindow, medians_by_key, medians_by_name, plan_for, repeat, under_load
 from event_service.publish import publish
 from event_service.sources.rabbitmq import declare_exchange
 from sockscope.procfs import percentile
@@ -43,6 +42,8 @@ AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 NAMES = ("baseline", "asgi", "direct", "direct-0ms", "direct-5ms")
 WINDOW_NAMES = ("direct-0ms", "direct", "direct-5ms")
 LATENCY_EVERY = 10
+# Subscribers that read as soon as data comes, every LATENCY_EVERY-th one timing each event.
+CLIENT_ARGS = ("--batch-ms", "0", "--latency-every", str(LATENCY_EVERY))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,30 +99,20 @@ async def publish_and_watch(rate_per_s: float, count: int) -> dict[str, Any]:
 
 def run_once(name: str, plan: Plan, logs: Path) -> dict[str, Any]:
     """One run against server ``name``: start it and the subscribers, publish, read them."""
-    service = make_target(name, rate_per_s=0, log_dir=logs, amqp_url=AMQP_URL).start()
-    try:
-        duration_s = plan.connect_budget_s + plan.publish_s + 30.0
-        subscribers = SubscriberProcess(
-            service.ws_url,
-            plan.subscribers,
-            duration_s,
-            logs / "subscribers.log",
-            ("--batch-ms", "0", "--latency-every", str(LATENCY_EVERY)),
-        )
-        with subscribers:
-            subscribers.wait_connected(timeout_s=plan.connect_budget_s)
-            time.sleep(1.0)
-            before = time.monotonic(), cpu_seconds(service.pid), cpu_seconds(subscribers.pid)
-            count = round(plan.rate_per_s * plan.publish_s)
-            watched = asyncio.run(publish_and_watch(plan.rate_per_s, count))
-            after = time.monotonic(), cpu_seconds(service.pid), cpu_seconds(subscribers.pid)
-            stats = service.counters()
-            received = subscribers.latest()["received"]
+    load = under_load(name, rate_per_s=0, clients=plan.subscribers,
+                      duration_s=plan.connect_budget_s + plan.publish_s + 30.0, logs=logs,
+                      connect_timeout_s=plan.connect_budget_s, settle_s=1.0, amqp_url=AMQP_URL,
+                      client_args=CLIENT_ARGS)  # fmt: skip
+    with load as (service, subscribers):
+        window = CpuWindow({"server": service.pid, "subscriber": subscribers.pid}).start()
+        count = round(plan.rate_per_s * plan.publish_s)
+        watched = asyncio.run(publish_and_watch(plan.rate_per_s, count))
+        cpu = window.stop()
+        stats = service.counters()
+        received = subscribers.latest()["received"]
+        subscribers.stop()
         summary = subscribers.latest()  # the last line, with the latencies
-    finally:
-        service.stop()
     latency = summary.get("latency", {})
-    elapsed_s = after[0] - before[0]
     return {
         "server": name,
         **watched,
@@ -133,30 +124,22 @@ def run_once(name: str, plan: Plan, logs: Path) -> dict[str, Any]:
             "events_received_by_subscribers": received,
             "expected": watched["published"] * plan.subscribers,
             "events_dropped": stats.get("events_dropped", 0),
-            "server_cores": (after[1] - before[1]) / elapsed_s,
-            "subscriber_cores": (after[2] - before[2]) / elapsed_s,
+            "server_cores": cpu["server_cores"],
+            "subscriber_cores": cpu["subscriber_cores"],
         },
     }
 
 
 def run_embedded(name: str, plan: Plan, logs: Path) -> dict[str, Any]:
     """The fan-out's own latency: the embedded source at the window part's rate."""
-    service = make_target(name, rate_per_s=plan.window_rate_per_s, log_dir=logs).start()
-    try:
-        subscribers = SubscriberProcess(
-            service.ws_url,
-            plan.window_subscribers,
-            plan.connect_budget_s + plan.window_s + 30.0,
-            logs / "subscribers.log",
-            ("--batch-ms", "0", "--latency-every", str(LATENCY_EVERY)),
-        )
-        with subscribers:
-            subscribers.wait_connected(timeout_s=plan.connect_budget_s)
-            time.sleep(1.0 + plan.window_s)
-            stats = service.counters()
+    load = under_load(name, rate_per_s=plan.window_rate_per_s, clients=plan.window_subscribers,
+                      duration_s=plan.connect_budget_s + plan.window_s + 30.0, logs=logs,
+                      connect_timeout_s=plan.connect_budget_s, settle_s=1.0 + plan.window_s,
+                      client_args=CLIENT_ARGS)  # fmt: skip
+    with load as (service, subscribers):
+        stats = service.counters()
+        subscribers.stop()
         latency = subscribers.latest().get("latency", {})
-    finally:
-        service.stop()
     batches = stats.get("fanout_batches", 0)
     return {
         "server": name,
@@ -170,21 +153,10 @@ def run_embedded(name: str, plan: Plan, logs: Path) -> dict[str, Any]:
 
 def window_cost(plan: Plan, logs: Path) -> dict[str, Any]:
     """Each batching window at a rate close to it; medians of the repetitions."""
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in WINDOW_NAMES}
-    for rep in range(plan.reps):
-        for name in rotated(WINDOW_NAMES, rep):
-            say(
-                f"latency, window part, rep {rep + 1}/{plan.reps}: {name}, "
-                f"{plan.window_subscribers} x {plan.window_rate_per_s:g} ev/s (embedded)"
-            )
-            runs[name].append(run_embedded(name, plan, logs))
-    medians = {
-        name: {
-            key: median([r[key] for r in rows])
-            for key in ("p50_ms", "p99_ms", "max_ms", "events_per_write")
-        }
-        for name, rows in runs.items()
-    }
+    detail = f"{plan.window_subscribers} x {plan.window_rate_per_s:g} ev/s (embedded)"
+    runs = repeat("latency, window part,", WINDOW_NAMES, plan.reps,
+                  lambda name: run_embedded(name, plan, logs), detail)  # fmt: skip
+    medians = medians_by_name(runs, ("p50_ms", "p99_ms", "max_ms", "events_per_write"))
     print_table(
         f"batching window: {plan.window_subscribers} subscribers x "
         f"{plan.window_rate_per_s:g} ev/s from the embedded source, medians of {plan.reps}",
@@ -199,24 +171,14 @@ def window_cost(plan: Plan, logs: Path) -> dict[str, Any]:
 
 def run(quick: bool, reps: int | None = None) -> dict[str, Any]:
     """Repetitions rotating the servers, medians and ratios; table; JSON."""
-    plan = QUICK if quick else FULL
-    if reps:
-        plan = dataclasses.replace(plan, reps=reps)
+    plan = plan_for(quick, reps, QUICK, FULL)
     logs = log_dir("latency")
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in NAMES}
-    for rep in range(plan.reps):
-        for name in rotated(NAMES, rep):
-            say(
-                f"latency rep {rep + 1}/{plan.reps}: {name}, "
-                f"{plan.subscribers} x {plan.rate_per_s:g} ev/s"
-            )
-            results[name].append(run_once(name, plan, logs))
-    medians: dict[str, Any] = {}
-    for name, rows in results.items():
-        medians[name] = {
-            key: median([r["figures"][key] for r in rows])
-            for key in ("p50_ms", "p99_ms", "max_ms", "server_cores", "subscriber_cores")
-        }
+    results = repeat("latency", NAMES, plan.reps, lambda name: run_once(name, plan, logs),
+                     f"{plan.subscribers} x {plan.rate_per_s:g} ev/s")  # fmt: skip
+    keys = ("p50_ms", "p99_ms", "max_ms", "server_cores", "subscriber_cores")
+    medians: dict[str, Any] = {
+        name: medians_by_key([r["figures"] for r in rows], keys) for name, rows in results.items()
+    }
     every = [r for rows in results.values() for r in rows]
     medians["broker_only"] = {
         key: median([r["broker_only"][key] for r in every]) for key in ("p50_ms", "p99_ms")

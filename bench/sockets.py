@@ -29,6 +29,7 @@ import json
 import math
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -41,9 +42,10 @@ from typing import Any
 from bench.children import SubscriberProcess
 from bench.figures import median, ratio
 from bench.report import log_dir, print_table, say, write_result
+from bench.run import plan_for
 from event_service.observer import read_service_sockets
 from event_service.settings import settings_from_env
-from leaklab.children import ServiceProcess
+from leaklab.children import ChildProcess, ServiceProcess, bind_listener
 from sockscope.diag import socket_totals
 from sockscope.kernel import read_tcp_sockets
 from sockscope.netlink import read_sockets
@@ -150,57 +152,44 @@ def held(connections: int, logs: Path, *, accept_here: bool = False) -> Iterator
     the server side. The clients connect from 127.0.0.2, 127.0.0.3, ... (one address per
     ``PER_PROCESS``), so that the ephemeral ports of one source address suffice.
     """
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(4096)
-    children: list[subprocess.Popen[bytes]] = []
+    listener = bind_listener("127.0.0.1", backlog=4096)
+    children: list[ChildProcess] = []
     accepted: list[socket.socket] = []
     processes = math.ceil(connections / PER_PROCESS)
     counts = [connections // processes + (i < connections % processes) for i in range(processes)]
     port = listener.getsockname()[1]
     try:
-        with (logs / "holders.log").open("ab") as log:
-            if not accept_here:
-                for count in counts:
-                    children.append(_holder(["accept", "--count", str(count),
-                                             "--listen-fd", str(listener.fileno())],
-                                            log, pass_fds=(listener.fileno(),)))  # fmt: skip
-            for index, count in enumerate(counts):
-                children.append(_holder(["connect", "--count", str(count), "--target",
-                                         f"127.0.0.1:{port}", "--source", f"127.0.0.{index + 2}",
-                                         "--send-bytes", "100"], log))  # fmt: skip
+        fd = listener.fileno()
+        for index, count in enumerate(counts if not accept_here else ()):
+            args = ["accept", "--count", str(count), "--listen-fd", str(fd)]
+            children.append(_holder(logs / f"holder-accept-{index}.log", args, listen_fd=fd))
+        for index, count in enumerate(counts):
+            args = ["connect", "--count", str(count), "--target", f"127.0.0.1:{port}",
+                    "--source", f"127.0.0.{index + 2}", "--send-bytes", "100"]  # fmt: skip
+            children.append(_holder(logs / f"holder-connect-{index}.log", args))
         if accept_here:
             while len(accepted) < connections:
                 accepted.append(listener.accept()[0])
         for child in children:
-            assert child.stdout is not None
-            line = child.stdout.readline()
-            if not line:
-                raise RuntimeError(f"a holder exited early; see {logs / 'holders.log'}")
+            if not child.stdout.readline():
+                raise RuntimeError(f"a holder exited early: {child.log_tail()}")
         time.sleep(0.5)  # the last bytes land
         yield listener, accepted
     finally:
+        for child in children:  # all at once: each closes thousands of sockets
+            if child.is_running():
+                child.signal(signal.SIGTERM)
         for child in children:
-            if child.stdin is not None:
-                child.stdin.close()
-        for child in children:
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-            if child.stdout is not None:
-                child.stdout.close()
+            child.stop(30.0)
         for sock in accepted:
             sock.close()
         listener.close()
 
 
-def _holder(args: list[str], log: Any, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench.holders", *args],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, pass_fds=pass_fds,
-    )  # fmt: skip
+def _holder(log_path: Path, args: list[str], listen_fd: int | None = None) -> ChildProcess:
+    argv = [sys.executable, "-m", "bench.holders", *args]
+    pass_fds = () if listen_fd is None else (listen_fd,)
+    return ChildProcess(argv, {}, log_path, pass_fds=pass_fds, capture_stdout=True).start()
 
 
 # Part 1: /stats of the real service
@@ -434,9 +423,7 @@ def measure_samples(plan: Plan, logs: Path) -> list[dict[str, Any]]:
 
 def run(quick: bool, reps: int | None = None) -> dict[str, Any]:
     """All three parts; tables; JSON."""
-    plan = QUICK if quick else FULL
-    if reps:
-        plan = dataclasses.replace(plan, reps=reps)
+    plan = plan_for(quick, reps, QUICK, FULL)
     logs = log_dir("sockets")
     say(f"sockets: /stats with {plan.sessions} sessions")
     stats = measure_stats(plan, logs)

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import profiler
-from bench.children import SwarmProcess, cpu_seconds, host_busy_s, rss_bytes
+from bench.children import SwarmProcess
 from bench.figures import median, ratio
 from bench.report import log_dir, print_table, say, write_result
+from bench.run import CpuWindow, medians_by_name, plan_for, repeat, rss_during
 from bench.targets import ServiceTarget
 
 TARGET_CORES = 0.25
@@ -98,52 +99,36 @@ def run_once(plan: Plan, mode: str, logs: Path, profile_s: int = 0) -> dict[str,
 def measure_window(service: ServiceTarget, swarm: SwarmProcess, window_s: float) -> dict[str, Any]:
     """CPU of swarm, service and machine over the window; the swarm's RSS once a second."""
     s0 = service.counters()
-    t0, sw0, sv0, h0 = (
-        time.monotonic(),
-        cpu_seconds(swarm.pid),
-        cpu_seconds(service.pid),
-        host_busy_s(),
-    )
-    rss = []
-    end = t0 + window_s
-    while time.monotonic() < end:
-        rss.append(rss_bytes(swarm.pid))
-        time.sleep(min(1.0, max(0.0, end - time.monotonic())))
-    t1, sw1, sv1, h1 = (
-        time.monotonic(),
-        cpu_seconds(swarm.pid),
-        cpu_seconds(service.pid),
-        host_busy_s(),
-    )
+    window = CpuWindow({"swarm": swarm.pid, "service": service.pid}).start()
+    rss = rss_during(swarm.pid, window_s)
+    cpu = window.stop()
     s1 = service.counters()
-    elapsed_s = t1 - t0
-    swarm_cores = (sw1 - sw0) / elapsed_s
-    service_cores = (sv1 - sv0) / elapsed_s
     return {
-        "swarm_cores": swarm_cores,
+        "swarm_cores": cpu["swarm_cores"],
         "swarm_rss_mb": median(rss) / 2**20,
         "swarm_rss_max_mb": max(rss) / 2**20,
-        "service_cores": service_cores,
+        "service_cores": cpu["service_cores"],
         "service_rss_mb": s1["rss_bytes"] / 2**20,
-        "other_cores": (h1 - h0) / elapsed_s - swarm_cores - service_cores,
-        "pings_per_s_at_service": (s1["client_messages"] - s0["client_messages"]) / elapsed_s,
+        "other_cores": cpu["other_cores"],
+        "pings_per_s_at_service": (s1["client_messages"] - s0["client_messages"])
+        / cpu["elapsed_s"],
         "connections": s1["connections"],
     }
 
 
 def run(quick: bool, reps: int | None = None) -> dict[str, Any]:
     """Repetitions alternating pinging and idle swarms; medians; table; JSON."""
-    plan = QUICK if quick else FULL
-    if reps:
-        plan = dataclasses.replace(plan, reps=reps)
+    plan = plan_for(quick, reps, QUICK, FULL)
     logs = log_dir("swarm")
-    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
-    for rep in range(plan.reps):
-        order = list(MODES) if rep % 2 == 0 else list(MODES)[::-1]
-        for mode in order:
-            say(f"swarm rep {rep + 1}/{plan.reps}: {plan.clients} clients, {mode}")
-            profile_s = plan.profile_s if (rep == plan.reps - 1 and mode == "pinging") else 0
-            results[mode].append(run_once(plan, mode, logs, profile_s))
+    done = {mode: 0 for mode in MODES}
+
+    def one(mode: str) -> dict[str, Any]:
+        done[mode] += 1
+        last_pinging = mode == "pinging" and done[mode] == plan.reps
+        return run_once(plan, mode, logs, plan.profile_s if last_pinging else 0)
+
+    # The two modes alternate: each goes first in every other repetition.
+    results = repeat("swarm", tuple(MODES), plan.reps, one, f"{plan.clients} clients")
     keys = (
         "swarm_cores",
         "swarm_rss_mb",
@@ -153,9 +138,7 @@ def run(quick: bool, reps: int | None = None) -> dict[str, Any]:
         "other_cores",
         "pings_per_s_at_service",
     )
-    medians = {
-        mode: {k: median([r[k] for r in rows]) for k in keys} for mode, rows in results.items()
-    }
+    medians = medians_by_name(results, keys)
     pinging = medians["pinging"]
     verdict = {
         "swarm_cores_under_target": pinging["swarm_cores"] < TARGET_CORES,

@@ -5,16 +5,14 @@ its default settings; ``asgi`` and ``direct`` are the service with ``FANOUT=asgi
 ``FANOUT=direct``, and ``direct-0ms`` / ``direct-5ms`` the direct fan-out with another
 batching window (:data:`SERVICE_VARIANTS`). ``baseline`` is the raw ``websockets``
 broadcast server of :mod:`bench.baseline_server`.
-Both are child processes on a free port, both count deliveries, and both answer
-``GET /stats`` with ``events_received`` / ``events_delivered`` / ``connections``.
+Both are :class:`leaklab.children.ChildProcess` children on a socket bound here (the port
+known before they start), both count deliveries, and both answer ``GET /stats`` with
+``events_received`` / ``events_delivered`` / ``connections`` / ``broker``.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -23,9 +21,8 @@ from typing import Any, Protocol
 import httpx
 
 from event_service.settings import settings_from_env
-from leaklab.children import ServiceProcess
+from leaklab.children import ChildProcess, LaunchError, ServiceProcess, bind_listener
 
-_PORT_RE = re.compile(r"listening port=(\d+)")
 STOP_GRACE_S = 10.0
 
 
@@ -87,8 +84,8 @@ class ServiceTarget:
         return self
 
     def counters(self) -> dict[str, Any]:
-        """The service's ``/stats`` (it also reads ``/proc/net/tcp``: keep it off the window)."""
-        return self._process.stats(timeout_s=30.0)
+        """The service's ``/stats`` (it also reads its sockets: keep it off the window)."""
+        return dict(self._process.stats(timeout_s=30.0))
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a grace period."""
@@ -104,14 +101,14 @@ class BaselineTarget:
         self._rate_per_s = rate_per_s
         self._amqp_url = amqp_url
         self._log_path = log_path
-        self._process: subprocess.Popen[bytes] | None = None
+        self._child: ChildProcess | None = None
         self.port: int | None = None
 
     @property
     def pid(self) -> int:
         """The server process."""
-        assert self._process is not None, "not started"
-        return self._process.pid
+        assert self._child is not None and self._child.pid is not None, "not started"
+        return self._child.pid
 
     @property
     def ws_url(self) -> str:
@@ -119,52 +116,40 @@ class BaselineTarget:
         return f"ws://127.0.0.1:{self.port}/"
 
     def start(self, timeout_s: float = 30.0) -> BaselineTarget:
-        """Start the child and wait for its ``listening port=N`` line."""
-        self._log_path.parent.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "bench.baseline_server", "--rate", str(self._rate_per_s)]
-        if self._amqp_url:
-            argv += ["--amqp-url", self._amqp_url]
-        with self._log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                start_new_session=True,
-            )
+        """Bind the port, start the child on it, and wait until its ``/stats`` says ready."""
+        with bind_listener("127.0.0.1") as listener:
+            self.port = listener.getsockname()[1]
+            argv = [sys.executable, "-m", "bench.baseline_server", "--rate",
+                    str(self._rate_per_s), "--listen-fd", str(listener.fileno())]  # fmt: skip
+            if self._amqp_url:
+                argv += ["--amqp-url", self._amqp_url]
+            self._child = ChildProcess(argv, {}, self._log_path, pass_fds=(listener.fileno(),))
+            self._child.start()
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"baseline server exited: {self._log_path.read_text()}")
-            log_text = self._log_path.read_text(errors="replace")
-            match = _PORT_RE.search(log_text)
-            if match and (not self._amqp_url or "consuming" in log_text):
-                self.port = int(match.group(1))
-                return self
-            time.sleep(0.05)
+        try:
+            while time.monotonic() < deadline:
+                self._child.check_alive()
+                with contextlib.suppress(httpx.HTTPError):
+                    if self.counters(timeout_s=2.0).get("broker") in ("up", "embedded"):
+                        return self
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
         self.stop()
-        raise RuntimeError("baseline server did not start in time")
+        raise LaunchError(f"baseline server not ready in time:\n{self._child.log_tail()}")
 
-    def counters(self) -> dict[str, Any]:
+    def counters(self, timeout_s: float = 30.0) -> dict[str, Any]:
         """Its ``/stats``."""
-        response = httpx.get(f"http://127.0.0.1:{self.port}/stats", timeout=30.0)
+        response = httpx.get(f"http://127.0.0.1:{self.port}/stats", timeout=timeout_s)
         response.raise_for_status()
         data: dict[str, Any] = response.json()
         return data
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a grace period."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if self._child is not None:
+            self._child.stop(STOP_GRACE_S)
 
 
 def make_target(

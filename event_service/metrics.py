@@ -7,12 +7,12 @@ process ones follow prometheus-client's ``process_*``, and the service's own are
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from event_service.snapshot import ServiceSnapshot
 from event_service.sources import READY_STATES
 
 __all__ = ["CONTENT_TYPE", "render_metrics"]
@@ -90,16 +90,18 @@ _COUNTERS = (
 
 
 class _SnapshotCollector:
-    def __init__(self, snapshot: dict[str, Any]) -> None:
+    def __init__(self, snapshot: ServiceSnapshot) -> None:
         self._snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot
+        # The tables name figures by string: read them from the snapshot's numbers.
+        numbers = _numbers(snap)
         labels = ["read_handler", "ws_impl"]
         values = [snap["read_handler"], snap["ws_impl"]]
         for name, key, doc in _GAUGES:
             gauge = GaugeMetricFamily(name, doc, labels=labels)
-            gauge.add_metric(values, snap[key])
+            gauge.add_metric(values, numbers[key])
             yield gauge
         broker_up = GaugeMetricFamily(
             "event_service_broker_up",
@@ -110,11 +112,12 @@ class _SnapshotCollector:
         yield broker_up
         for name, key, doc in _HOST_GAUGES:
             gauge = GaugeMetricFamily(name, doc)
-            gauge.add_metric([], snap[key])
+            gauge.add_metric([], numbers[key])
             yield gauge
+        kernel_tcp = _numbers(snap["kernel_tcp"])
         for key in _SOCKSTAT:
             gauge = GaugeMetricFamily(f"node_sockstat_TCP_{key}", f"TCP sockets: {key} (sockstat).")
-            gauge.add_metric([], snap["kernel_tcp"].get(key, 0))
+            gauge.add_metric([], kernel_tcp.get(key, 0))
             yield gauge
         states = GaugeMetricFamily(
             "event_service_socket_states", "Service sockets by TCP state.", labels=["state"]
@@ -124,11 +127,20 @@ class _SnapshotCollector:
         yield states
         for name, key, doc in _COUNTERS:
             counter = CounterMetricFamily(name, doc, labels=labels)
-            counter.add_metric(values, snap[key])
+            counter.add_metric(values, numbers[key])
             yield counter
 
 
-def render_metrics(snapshot: dict[str, Any]) -> bytes:
+def _numbers(figures: Mapping[str, object]) -> dict[str, float]:
+    """The numeric figures of a snapshot (or of a part of it), by name."""
+    return {
+        key: value
+        for key, value in figures.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
+def render_metrics(snapshot: ServiceSnapshot) -> bytes:
     """Render one snapshot in the Prometheus text exposition format."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_SnapshotCollector(snapshot))

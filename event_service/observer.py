@@ -14,33 +14,30 @@ kernel is read through :mod:`sockscope`, in a worker thread.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
-from typing import Any
 
 import psutil
 
 from event_service.counters import Counters
+from event_service.snapshot import KernelTcp, ObservedFigures
 from sockscope.diag import SocketTotals, socket_totals
 from sockscope.kernel import read_sockstat
 from sockscope.netlink import read_own_sockets
 
-__all__ = ["Observer", "read_service_sockets"]
+__all__ = ["Observer", "kernel_tcp", "read_service_sockets"]
 
 
 class Observer:
     """Takes snapshots of the service's sockets, kernel memory, process and counters."""
 
     def __init__(self, *, read_handler: str, ws_impl: str, source: str, fanout: str) -> None:
-        self._labels = {
-            "read_handler": read_handler,
-            "ws_impl": ws_impl,
-            "source": source,
-            "fanout": fanout,
-        }
+        self._read_handler = read_handler
+        self._ws_impl = ws_impl
+        self._source = source
+        self._fanout = fanout
         self._process = psutil.Process()
 
-    async def snapshot(self, port: int, counters: Counters, subscribers: int) -> dict[str, Any]:
+    async def snapshot(self, port: int, counters: Counters, subscribers: int) -> ObservedFigures:
         """Measure everything once. ``port`` is the port the service listens on."""
         # One hop to a worker thread for everything that reads the kernel: counting 10,000
         # fds lists /proc/self/fd, several ms that the loop would otherwise wait for.
@@ -48,7 +45,10 @@ class Observer:
             lambda: (_read_kernel(port), self._read_process())
         )
         return {
-            **self._labels,
+            "read_handler": self._read_handler,
+            "ws_impl": self._ws_impl,
+            "source": self._source,
+            "fanout": self._fanout,
             "time": time.time(),
             "port": port,
             "connections": subscribers,
@@ -68,18 +68,28 @@ class Observer:
             "sockets_read_s": round(read_s, 6),
             "kernel_tcp_mem_pages": sockstat.get("mem", 0),
             "kernel_tcp_mem_bytes": sockstat["mem_bytes"],
-            "kernel_tcp": {k: v for k, v in sockstat.items() if k not in ("mem", "mem_bytes")},
+            "kernel_tcp": kernel_tcp(sockstat),
             "rss_bytes": rss_bytes,
             "open_fds": open_fds,
             "threads": threads,
             "asyncio_tasks": len(asyncio.all_tasks()),
-            **dataclasses.asdict(counters),
+            **counters.as_dict(),
         }
 
     def _read_process(self) -> tuple[int, int, int]:
         with self._process.oneshot():
             rss_bytes = int(self._process.memory_info().rss)
             return rss_bytes, self._process.num_fds(), self._process.num_threads()
+
+
+def kernel_tcp(sockstat: dict[str, int]) -> KernelTcp:
+    """The sockets by kind of sockstat's ``TCP:`` line (0 for a figure the kernel left out)."""
+    return KernelTcp(
+        inuse=sockstat.get("inuse", 0),
+        orphan=sockstat.get("orphan", 0),
+        tw=sockstat.get("tw", 0),
+        alloc=sockstat.get("alloc", 0),
+    )
 
 
 def read_service_sockets(port: int) -> SocketTotals:

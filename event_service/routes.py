@@ -19,6 +19,7 @@ from event_service.direct_fanout import frame_sink_of
 from event_service.errors import InvalidSubscription
 from event_service.events import make_event, parse_subscription
 from event_service.metrics import CONTENT_TYPE, render_metrics
+from event_service.snapshot import ObservedFigures, ServiceSnapshot
 from event_service.sources import READY_STATES, SourceUnavailable
 from sockscope.tasks import render_dump
 
@@ -148,8 +149,9 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-@router.get("/stats", dependencies=[Depends(require_admin)])
-async def stats(request: Request) -> dict[str, Any]:
+# response_model=None: the snapshot is served as built, not validated field by field again.
+@router.get("/stats", dependencies=[Depends(require_admin)], response_model=None)
+async def stats(request: Request) -> ServiceSnapshot:
     """Figures measured from the kernel and the process, plus the service's counters."""
     return await _snapshot(request)
 
@@ -187,8 +189,8 @@ async def readyz(request: Request, response: Response) -> dict[str, Any]:
     return {"status": "ready" if ready else "not ready", "broker": broker}
 
 
-async def _snapshot(request: Request) -> dict[str, Any]:
+async def _snapshot(request: Request) -> ServiceSnapshot:
     state = request.app.state
     port = request.scope["server"][1]
-    snapshot: dict[str, Any] = await state.observer.snapshot(port, state.counters, len(state.hub))
-    return {**snapshot, "max_sessions": state.admission.cap, "broker": state.source.state}
+    observed: ObservedFigures = await state.observer.snapshot(port, state.counters, len(state.hub))
+    return {**observed, "max_sessions": state.admission.cap, "broker": state.source.state}

@@ -10,6 +10,7 @@ so the port is known before the child starts, and waits until ``/healthz`` answe
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import functools
@@ -23,14 +24,15 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO
 
 import httpx
 
 from event_service.settings import Settings, render_env
+from event_service.snapshot import ServiceSnapshot
 from leaklab.errors import LaunchError
 
-__all__ = ["ChildProcess", "LaunchError", "ServiceProcess", "clean_env"]
+__all__ = ["ChildProcess", "LaunchError", "ServiceProcess", "bind_listener", "clean_env"]
 
 # Loaded in the parent: the child, between fork and exec, only makes plain calls.
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
@@ -42,6 +44,24 @@ def clean_env(env: Mapping[str, str]) -> dict[str, str]:
     """``env`` plus the few variables a program needs to run, and nothing else of ours."""
     base = {name: os.environ[name] for name in _INHERITED if name in os.environ}
     return {**base, "PYTHONUNBUFFERED": "1", **env}
+
+
+def bind_listener(host: str, port: int = 0, backlog: int = socket.SOMAXCONN) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (0: a free port), to hand to a child.
+
+    The launcher binds, so the port is known before the child starts and no other program
+    can take it in between; the child gets the fd (``pass_fds``) and serves on it.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(backlog)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
 
 
 def _prepare_child(fd_limit: int | None) -> None:
@@ -63,12 +83,15 @@ class ChildProcess:
         *,
         fd_limit: int | None = None,
         pass_fds: Sequence[int] = (),
+        capture_stdout: bool = False,
     ) -> None:
         self.argv = list(argv)
         self.env = dict(env)
         self.log_path = log_path
         self.fd_limit = fd_limit
         self._pass_fds = tuple(pass_fds)
+        # With capture_stdout the child's stdout is a pipe (:attr:`stdout`), its stderr the log.
+        self._capture_stdout = capture_stdout
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -85,13 +108,19 @@ class ChildProcess:
             self.argv,
             env=clean_env(self.env),
             stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            stdout=subprocess.PIPE if self._capture_stdout else self._log,
+            stderr=self._log if self._capture_stdout else subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us; we stop the child in order.
             preexec_fn=functools.partial(_prepare_child, self.fd_limit),
             pass_fds=self._pass_fds,
         )
         return self
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        """The child's stdout, when started with ``capture_stdout``."""
+        assert self._process is not None and self._process.stdout is not None, "no stdout pipe"
+        return self._process.stdout
 
     def is_running(self) -> bool:
         """Whether the child was started and has not exited."""
@@ -109,6 +138,8 @@ class ChildProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 code = process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -123,6 +154,15 @@ class ChildProcess:
         """Wait for the child to exit; its exit code (raises TimeoutExpired)."""
         assert self._process is not None, "not started"
         return self._process.wait(timeout_s)
+
+    def interrupt(self, timeout_s: float = 20.0) -> int | None:
+        """Ctrl-C (SIGINT) and wait up to ``timeout_s`` for the child to exit by itself; then
+        :meth:`stop`. The exit code."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout_s)
+        return self.stop()
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the child's log."""
@@ -173,11 +213,7 @@ class ServiceProcess(ChildProcess):
 
     def start(self, timeout_s: float = 30.0) -> ServiceProcess:
         """Bind the port, start the child on it, and wait until it serves ``/healthz``."""
-        family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as listener:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((self.settings.host, self.settings.port))
-            listener.listen(socket.SOMAXCONN)
+        with bind_listener(self.settings.host, self.settings.port) as listener:
             self.port = listener.getsockname()[1]
             settings = dataclasses.replace(
                 self.settings, port=self.port, listen_fd=listener.fileno()
@@ -194,15 +230,15 @@ class ServiceProcess(ChildProcess):
             raise
         return self
 
-    def stats(self, timeout_s: float = 5.0) -> dict[str, Any]:
+    def stats(self, timeout_s: float = 5.0) -> ServiceSnapshot:
         """The service's ``/stats``."""
         headers = {}
         if self.settings.admin_token:
             headers["Authorization"] = f"Bearer {self.settings.admin_token}"
         response = httpx.get(f"{self.base_url}/stats", timeout=timeout_s, headers=headers)
         response.raise_for_status()
-        data: dict[str, Any] = response.json()
-        return data
+        snapshot: ServiceSnapshot = response.json()
+        return snapshot
 
     def __enter__(self) -> ServiceProcess:
         return self.start()

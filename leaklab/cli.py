@@ -26,7 +26,16 @@ from rich.table import Table
 from leaklab.errors import UnknownStory
 from leaklab.report import write_report
 from leaklab.runner import run_story
-from leaklab.story import STORIES, CellSummary, LabOptions, Sample, Scope, Story, load_story
+from leaklab.story import (
+    STORIES,
+    CellSummary,
+    LabOptions,
+    RunInfo,
+    Sample,
+    Scope,
+    Story,
+    load_story,
+)
 
 __all__ = ["main"]
 
@@ -186,7 +195,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_info(command: str, options: LabOptions, started_at: str) -> dict[str, Any]:
+def run_info(command: str, options: LabOptions, started_at: str) -> RunInfo:
     """What ran, for the report and for repeating the run."""
     return {
         "command": command,

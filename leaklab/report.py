@@ -13,9 +13,8 @@ import html
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from leaklab.story import CellSummary, Sample, Story
+from leaklab.story import CellSummary, RunInfo, Sample, Story
 
 __all__ = ["markdown_report", "table_rows", "write_report"]
 
@@ -82,7 +81,7 @@ def _markdown_table(rows: list[list[str]]) -> list[str]:
     ]
 
 
-def markdown_report(run: dict[str, Any], results: Sequence[StoryResults]) -> str:
+def markdown_report(run: RunInfo, results: Sequence[StoryResults]) -> str:
     """report.md: what ran, a table with verdicts per story, and where the rest is."""
     lines = [
         "# Connection-resource leaks: lab report",
@@ -115,7 +114,7 @@ def markdown_report(run: dict[str, Any], results: Sequence[StoryResults]) -> str
 
 
 def html_report(
-    run: dict[str, Any], results: Sequence[StoryResults], charts: dict[str, list[Path]]
+    run: RunInfo, results: Sequence[StoryResults], charts: dict[str, list[Path]]
 ) -> str:
     """index.html: the same tables and the charts inlined, so it opens without a network."""
     interrupted = (
@@ -161,7 +160,7 @@ img {{ max-width: 800px; }}
 """
 
 
-def write_report(out_dir: Path, run: dict[str, Any], results: Sequence[StoryResults]) -> list[Path]:
+def write_report(out_dir: Path, run: RunInfo, results: Sequence[StoryResults]) -> list[Path]:
     """Write every file of the report; return the files written."""
     from leaklab.charts import draw_charts  # matplotlib: the optional "lab" extra
 

@@ -14,7 +14,7 @@ import dataclasses
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypedDict
+from typing import Any, Literal, NotRequired, Protocol, TypeAlias, TypedDict
 
 from leaklab.errors import UnknownStory
 
@@ -26,7 +26,9 @@ __all__ = [
     "CellSummary",
     "Chart",
     "Column",
+    "Json",
     "LabOptions",
+    "RunInfo",
     "Sample",
     "Scope",
     "Story",
@@ -37,6 +39,8 @@ VERDICTS = ("leak", "masked", "healthy", "unknown")
 Verdict = Literal["leak", "masked", "healthy", "unknown"]
 Scope = Literal["quick", "default", "full"]
 
+# A value json.dumps writes as it is (what settings.json and summary.json hold).
+Json: TypeAlias = "str | int | float | bool | Sequence[Json] | Mapping[str, Json] | None"
 # One per-second sample of a cell: flat, JSON-ready figures; what is in it is the story's.
 Sample = dict[str, Any]
 
@@ -65,7 +69,25 @@ class CellRun(TypedDict):
     """What running a cell returns: its samples and the exact settings of what it started."""
 
     samples: list[Sample]
-    processes: dict[str, Any]
+    processes: Mapping[str, Json]
+
+
+class RunInfo(TypedDict):
+    """What ran, at the top of ``summary.json`` and of the reports (and how to repeat it)."""
+
+    command: str
+    started_at: str
+    duration_s: float
+    clients: int
+    interval_s: float
+    size_bytes: int
+    event_rate: float
+    source: Literal["rabbitmq", "embedded"]
+    host: str
+    python: str
+    versions: dict[str, str]
+    cpus: int | None
+    interrupted: NotRequired[bool]
 
 
 class CellSummary(TypedDict):
@@ -75,7 +97,7 @@ class CellSummary(TypedDict):
     name: str
     label: str
     settings: dict[str, str]
-    processes: dict[str, Any]
+    processes: Mapping[str, Json]
     figures: dict[str, Any]
     verdict: Verdict
     reason: str

@@ -9,14 +9,14 @@ WebSocket endpoint, so the swarm asks it there, once a sample.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import httpx
 from websockets.uri import WebSocketURI
 
 __all__ = ["ServerStats", "server_figures", "stats_url"]
 
-# The swarm's name of a figure -> the name /stats gives it.
+# The swarm's name of a figure -> the name /stats gives it: the few the swarm reads (the
+# service's typed snapshot is the service's; the swarm meets it only as JSON).
 STATS_FIGURES = {
     "server_recv_q_bytes": "recv_q_bytes",
     "server_recv_q_max_bytes": "recv_q_max_bytes",
@@ -30,13 +30,14 @@ def stats_url(uri: WebSocketURI) -> str:
     return f"http://{host}:{uri.port}/stats"
 
 
-def server_figures(stats: Mapping[str, Any]) -> dict[str, int]:
+def server_figures(stats: Mapping[str, object]) -> dict[str, int]:
     """The swarm's server figures from a ``/stats`` answer; figures it lacks are left out."""
-    return {
-        ours: stats[theirs]
-        for ours, theirs in STATS_FIGURES.items()
-        if isinstance(stats.get(theirs), int) and not isinstance(stats.get(theirs), bool)
-    }
+    figures = {}
+    for ours, theirs in STATS_FIGURES.items():
+        value = stats.get(theirs)
+        if isinstance(value, int) and not isinstance(value, bool):
+            figures[ours] = value
+    return figures
 
 
 class ServerStats:

@@ -10,6 +10,7 @@ SNAPSHOT = {
     "read_handler": "missing",
     "ws_impl": "websockets-sansio",
     "source": "embedded",
+    "fanout": "direct",
     "time": 1700000000.0,
     "port": 8000,
     "connections": 3,

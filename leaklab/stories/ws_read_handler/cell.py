@@ -8,19 +8,19 @@ the kernel to SIGTERM the service if the lab itself dies.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import socket
 import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
 from event_service.publish import publish
 from event_service.settings import Settings
+from event_service.snapshot import ServiceSnapshot
 from leaklab.children import ServiceProcess
 from leaklab.stories.ws_read_handler.matrix import NEVER_PUBLISHED, Cell
 from leaklab.story import CellRun, LabOptions, Sample
@@ -32,12 +32,51 @@ from sockscope.schedule import every
 
 SAMPLE_EVERY_S = 1.0
 
-# The /stats figures a sample keeps, under their /stats names, in ``sample["server"]``.
-SERVER_FIGURES = (
-    "recv_q_bytes", "recv_q_max_bytes", "recv_q_p99_bytes", "kernel_tcp_mem_bytes",
-    "rss_bytes", "open_fds", "asyncio_tasks", "connections", "events_received",
-    "events_delivered", "events_dropped", "client_messages", "client_bytes",
-)  # fmt: skip
+
+class ServerFigures(TypedDict):
+    """The ``/stats`` figures a sample keeps in ``sample["server"]``, under their /stats names."""
+
+    recv_q_bytes: int
+    recv_q_max_bytes: int
+    recv_q_p99_bytes: int
+    kernel_tcp_mem_bytes: int
+    rss_bytes: int
+    open_fds: int
+    asyncio_tasks: int
+    connections: int
+    events_received: int
+    events_delivered: int
+    events_dropped: int
+    client_messages: int
+    client_bytes: int
+
+
+def server_figures(stats: ServiceSnapshot) -> ServerFigures:
+    """The part of one ``/stats`` snapshot a sample keeps."""
+    return ServerFigures(
+        recv_q_bytes=stats["recv_q_bytes"],
+        recv_q_max_bytes=stats["recv_q_max_bytes"],
+        recv_q_p99_bytes=stats["recv_q_p99_bytes"],
+        kernel_tcp_mem_bytes=stats["kernel_tcp_mem_bytes"],
+        rss_bytes=stats["rss_bytes"],
+        open_fds=stats["open_fds"],
+        asyncio_tasks=stats["asyncio_tasks"],
+        connections=stats["connections"],
+        events_received=stats["events_received"],
+        events_delivered=stats["events_delivered"],
+        events_dropped=stats["events_dropped"],
+        client_messages=stats["client_messages"],
+        client_bytes=stats["client_bytes"],
+    )
+
+
+async def read_server_figures(http: httpx.AsyncClient) -> ServerFigures | None:
+    """The service's figures from its ``/stats`` now; None when it does not answer with them."""
+    try:
+        stats: ServiceSnapshot = (await http.get("/stats")).raise_for_status().json()
+        return server_figures(stats)
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
 
 
 def service_settings(cell: Cell, options: LabOptions) -> Settings:
@@ -181,9 +220,8 @@ async def take_sample(swarm: Swarm, service: ServiceProcess, http: httpx.AsyncCl
         "left_unanswered": swarm.stats.left_unanswered,
         "swarm_closing": swarm.is_closing,
     }
-    with contextlib.suppress(httpx.HTTPError, ValueError):
-        stats = (await http.get("/stats")).raise_for_status().json()
-        sample["server"] = {name: stats[name] for name in SERVER_FIGURES}
+    if (server := await read_server_figures(http)) is not None:
+        sample["server"] = server
     if (task_groups := await fetch_task_groups(http)) is not None:
         sample["task_groups"] = task_groups  # what piles up, quoted at the end of the cell
     sample.update(await server_socket_figures(service))

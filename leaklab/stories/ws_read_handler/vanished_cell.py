@@ -10,13 +10,11 @@ the link down and watches how long the service keeps the sessions. Everything is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -24,7 +22,7 @@ from leaklab.children import ChildProcess, ServiceProcess
 from leaklab.errors import LabError
 from leaklab.netns import VethNamespace
 from leaklab.stories.ws_read_handler.cell import (
-    SERVER_FIGURES,
+    read_server_figures,
     server_socket_figures,
     service_settings,
     without_password,
@@ -140,9 +138,8 @@ def _tcp_retries2() -> int | None:
 async def _take_sample(service: ServiceProcess, http: httpx.AsyncClient, t_s: float) -> Sample:
     """Server figures from /stats and the sockets from ``ss`` (the clients are out of reach)."""
     sample: Sample = {"t_s": round(t_s, 3), "wall_time": time.time()}
-    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
-        stats: dict[str, Any] = (await http.get("/stats")).raise_for_status().json()
-        sample["server"] = {name: stats[name] for name in SERVER_FIGURES}
+    if (server := await read_server_figures(http)) is not None:
+        sample["server"] = server
     if (task_groups := await fetch_task_groups(http)) is not None:
         sample["task_groups"] = task_groups  # what piles up, quoted at the end of the cell
     sample.update(await server_socket_figures(service))

@@ -40,6 +40,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
 from event_service.settings import Settings
+from event_service.snapshot import ServiceSnapshot
 from leaklab.children import ChildProcess, ServiceProcess
 from leaklab.logdigest import count_errors, log_digest
 from leaklab.stories.ws_unclosed.client import failure_kind
@@ -168,7 +169,9 @@ class Sampler:
 
     async def _stats(self) -> dict[str, Any]:
         try:
-            stats = (await self._stats_http.get("/stats")).raise_for_status().json()
+            stats: ServiceSnapshot = (
+                (await self._stats_http.get("/stats")).raise_for_status().json()
+            )
         except httpx.HTTPError as exc:
             return {"stats": http_failure_kind(exc), "sessions": None, "stats_tasks": None,
                     "sessions_refused": None}  # fmt: skip
