@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from ping_client.swarm import Swarm, SwarmConfig
@@ -20,7 +22,7 @@ async def test_every_sample_reads_the_socket_queues_afresh(launch: Launch) -> No
     connected = [s for s in samples if s["connected"] == 3]
     assert len(connected) >= 3
     recv_q = [s["server_recv_q_bytes"] for s in connected]
-    assert all(later > earlier for earlier, later in zip(recv_q, recv_q[1:])), recv_q
+    assert all(later > earlier for earlier, later in itertools.pairwise(recv_q)), recv_q
     assert all(s["kernel_read_ms"] > 0 for s in samples)
     assert summary["kernel_read_ms"]["samples"] == len(samples)
     assert summary["kernel_read_ms"]["max_ms"] >= summary["kernel_read_ms"]["p50_ms"] > 0
