@@ -10,12 +10,13 @@ with :class:`~ping_client.errors.WorkerFailed`, which says which worker and how 
 
 Workers write one line of JSON a second on a pipe (a bounded channel: the kernel's pipe
 buffer, and lines of at most :data:`LINE_LIMIT_BYTES`); the parent keeps each worker's
-latest sample only. Once a second the parent merges them (:mod:`ping_client.merge`), checks
-the host's TCP memory (a tripped guard stops every worker's pings), and reads the kernel
-itself, for all workers at once and off its event loop: one sock_diag dump per source
-address, filtered in the kernel by that exact address and the server's exact address and
-port (the plan gives each worker addresses of its own, so these are the swarm's sockets),
-and one of the server's sockets. Workers read no kernel figures at all.
+latest sample only. Once a second the parent merges them (:mod:`ping_client.merge`),
+checks the host's TCP memory (a tripped guard stops every worker's pings), and reads the
+kernel itself, for all workers at once and off its event loop: one sock_diag dump of the
+sockets connected to the server's exact address and port (filtered in the kernel), counted
+by their exact source address (the plan gives each worker addresses of its own, so these
+are the swarm's sockets), and one dump of the server's sockets. Workers read no kernel
+figures at all.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ from ping_client.server_stats import ServerStats, stats_url
 from ping_client.stats import LatencyReservoir
 from ping_client.swarm import SwarmConfig
 from ping_client.worker import STOP_SENDING, WorkerSpec, spec_to_json
-from sockscope.diag import Endpoint, socket_totals
+from sockscope.diag import Endpoint, ipv4_key, socket_totals
 from sockscope.kernel import read_sockstat
-from sockscope.netlink import read_sockets
+from sockscope.netlink import FAMILIES, read_sockets
 from sockscope.schedule import every
+from sockscope.tcp import TCP_STATES
 
 __all__ = ["LINE_LIMIT_BYTES", "STOP_GRACE_S", "WORKER_BACKSTOP_S", "Fleet", "worker_config"]
 
@@ -54,6 +56,7 @@ STDERR_TAIL_LINES = 20
 STOP_GRACE_S = CLOSE_TIMEOUT_S + 13.0
 # Workers stop by themselves this long after the parent's duration, should it never ask.
 WORKER_BACKSTOP_S = 30.0
+_STATE_CODES = {name: code for code, name in TCP_STATES.items()}
 
 
 def worker_config(config: SwarmConfig, worker: WorkerPlan) -> SwarmConfig:
@@ -118,6 +121,8 @@ class Fleet:
         self._started = time.monotonic()
         self._is_local = is_loopback(self._uri.host)
         self._server_end: Endpoint = (self._uri.host, self._uri.port)
+        # Bound clients are IPv4 sockets; an unbound client may be either family.
+        self._families = (socket.AF_INET,) if plan.source_addresses else FAMILIES
         self._server_stats: ServerStats | None = None
         self._server_figures: dict[str, int] = {}
         self._kernel_read = LatencyReservoir(1000)
@@ -306,17 +311,28 @@ class Fleet:
         return merged
 
     def _read_kernel(self) -> tuple[dict[str, Any], float]:
-        """The swarm's client sockets by exact source address, and the server's (blocking)."""
+        """The swarm's client sockets by exact source address, and the server's (blocking).
+
+        One dump of the sockets connected to the server's exact address and port, counted by
+        their exact source address (the workers' own, from the plan); one of the server's.
+        """
         started = time.perf_counter()
         sources = self.plan.source_addresses
-        by_source: dict[str, int] = {}
-        send_q = 0
-        for local in sources or (None,):
-            totals = socket_totals(
-                read_sockets(local=(local, None), remote=self._server_end, skmem=False)
-            )
-            by_source[local or "*"] = totals.states.get("ESTABLISHED", 0)
-            send_q += totals.send_q_bytes
+        clients = read_sockets(remote=self._server_end, skmem=False, families=self._families)
+        established = _STATE_CODES["ESTABLISHED"]
+        if sources:
+            wanted = {ipv4_key(source): source for source in sources}
+            by_source = dict.fromkeys(sources, 0)
+            send_q = 0
+            for key, state, queued in zip(clients.column("local_ipv4"), clients.column("state"),
+                                          clients.column("send_q"), strict=True):  # fmt: skip
+                source = wanted.get(key)
+                if source is not None:
+                    by_source[source] += state == established
+                    send_q += queued
+        else:  # one source address: every socket of this host connected to the server
+            by_source = {"*": clients.column("state").count(established)}
+            send_q = sum(clients.column("send_q"))
         figures: dict[str, Any] = {
             "client_send_q_bytes": send_q,
             "client_established": sum(by_source.values()),
