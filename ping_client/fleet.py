@@ -39,7 +39,7 @@ from ping_client.merge import merge_samples, merge_summaries
 from ping_client.plan import SwarmPlan, WorkerPlan
 from ping_client.safety import MemoryGuard, is_loopback
 from ping_client.server_stats import ServerStats, stats_url
-from ping_client.stats import LatencyReservoir
+from ping_client.stats import ReadCost, timed_read
 from ping_client.swarm import SwarmConfig
 from ping_client.worker import STOP_SENDING, WorkerSpec, spec_to_json
 from sockscope.diag import Endpoint, ipv4_key, socket_totals
@@ -125,7 +125,7 @@ class Fleet:
         self._families = (socket.AF_INET,) if plan.source_addresses else FAMILIES
         self._server_stats: ServerStats | None = None
         self._server_figures: dict[str, int] = {}
-        self._kernel_read = LatencyReservoir(1000)
+        self._kernel_read = ReadCost()
         self._connected_peak = 0
         self._peaks: dict[str, int | None] = {
             "server_recv_q_bytes": None,
@@ -177,7 +177,6 @@ class Fleet:
         merged = merge_summaries(summaries)
         merged["clients"] = self.config.clients
         merged["connected_peak"] = min(merged["connected_peak"], self._peak_or_sum(summaries))
-        reads = self._kernel_read.percentiles_ms()
         return {
             "elapsed_s": round(time.monotonic() - self._started, 3),
             **merged,
@@ -186,11 +185,7 @@ class Fleet:
             "tcp_mem_guard_threshold_from": self._guard.threshold_from,
             "server_figures_from": "kernel" if self._is_local else self._server_stats_url(),
             **{f"{name}_peak": value for name, value in self._peaks.items()},
-            "kernel_read_ms": (
-                {"samples": len(self._kernel_read), "p50_ms": reads["p50_ms"],
-                 "max_ms": reads["max_ms"]}
-                if len(self._kernel_read) else None
-            ),
+            "kernel_read_ms": self._kernel_read.summary(),
             "processes": self.plan.processes,
             "source_addresses": list(self.plan.source_addresses),
             "plan_note": self.plan.note,
@@ -295,8 +290,8 @@ class Fleet:
         merged = merge_samples(samples)
         merged["t_s"] = round(time.monotonic() - self._started, 3)
         merged["sending"] = merged["sending"] and not self._guard.tripped
-        figures, read_s = await asyncio.to_thread(self._read_kernel)
-        self._kernel_read.add(read_s)
+        figures, read_s, cpu_s = await asyncio.to_thread(timed_read, self._read_kernel)
+        self._kernel_read.add(read_s, cpu_s)
         merged.update(figures)
         merged["kernel_read_ms"] = round(read_s * 1000, 3)
         if self._server_stats is not None:
@@ -310,13 +305,12 @@ class Fleet:
                 self._peaks[name] = max(peak or 0, merged[name])
         return merged
 
-    def _read_kernel(self) -> tuple[dict[str, Any], float]:
+    def _read_kernel(self) -> dict[str, Any]:
         """The swarm's client sockets by exact source address, and the server's (blocking).
 
         One dump of the sockets connected to the server's exact address and port, counted by
         their exact source address (the workers' own, from the plan); one of the server's.
         """
-        started = time.perf_counter()
         sources = self.plan.source_addresses
         clients = read_sockets(remote=self._server_end, skmem=False, families=self._families)
         established = _STATE_CODES["ESTABLISHED"]
@@ -342,7 +336,7 @@ class Fleet:
             server = socket_totals(read_sockets(local=self._server_end, skmem=False))
             figures["server_recv_q_bytes"] = server.recv_q_bytes
             figures["server_recv_q_max_bytes"] = server.recv_q_max_bytes
-        return figures, time.perf_counter() - started
+        return figures
 
     # Helpers
 

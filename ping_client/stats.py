@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from sockscope.procfs import percentile
 
@@ -14,10 +15,14 @@ __all__ = [
     "INTERVAL_RESERVOIR",
     "LATENCY_RESERVOIR",
     "LatencyReservoir",
+    "ReadCost",
     "SwarmStats",
     "merged_percentiles_ms",
     "summarize",
+    "timed_read",
 ]
+
+T = TypeVar("T")
 
 LATENCY_RESERVOIR = 50_000
 INTERVAL_RESERVOIR = 5_000
@@ -76,6 +81,38 @@ class LatencyReservoir:
             "p99_ms": round(percentile(ordered, 99) * 1000, 3),
             "max_ms": round(self.max_s * 1000, 3),
         }
+
+
+class ReadCost:
+    """What the kernel reads cost: wall time, and the CPU time of the thread that read.
+
+    The wall time is what a sample waited; on a busy machine it includes time spent waiting
+    for a core, which the CPU time leaves out.
+    """
+
+    def __init__(self) -> None:
+        self._wall = LatencyReservoir(1000)
+        self._cpu = LatencyReservoir(1000)
+
+    def add(self, wall_s: float, cpu_s: float) -> None:
+        """Record one read."""
+        self._wall.add(wall_s)
+        self._cpu.add(cpu_s)
+
+    def summary(self) -> dict[str, float | int] | None:
+        """How many reads, their median and largest in ms, wall and CPU; None before any."""
+        if not len(self._wall):
+            return None
+        wall, cpu = self._wall.percentiles_ms(), self._cpu.percentiles_ms()
+        return {"samples": len(self._wall), "p50_ms": wall["p50_ms"], "max_ms": wall["max_ms"],
+                "cpu_p50_ms": cpu["p50_ms"], "cpu_max_ms": cpu["max_ms"]}  # fmt: skip
+
+
+def timed_read(read: Callable[[], T]) -> tuple[T, float, float]:
+    """``read()``, with the wall and thread CPU seconds it took (call it in its thread)."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    result = read()
+    return result, time.perf_counter() - wall, time.thread_time() - cpu
 
 
 @dataclasses.dataclass

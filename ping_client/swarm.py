@@ -48,7 +48,7 @@ from ping_client.connection import CLOSE_TIMEOUT_S, PingConnection
 from ping_client.errors import InvalidConfig
 from ping_client.safety import MemoryGuard, check_target, is_loopback
 from ping_client.server_stats import ServerStats, stats_url
-from ping_client.stats import LatencyReservoir, SwarmStats, summarize
+from ping_client.stats import ReadCost, SwarmStats, summarize, timed_read
 from sockscope.diag import Endpoint, socket_totals
 from sockscope.kernel import read_sockstat
 from sockscope.netlink import read_own_sockets, read_sockets
@@ -188,7 +188,7 @@ class Swarm:
         self._source_turn = 0
         # A worker leaves the kernel figures and the memory guard to its parent.
         self._is_worker = is_worker
-        self._kernel_read = LatencyReservoir(1000)
+        self._kernel_read = ReadCost()
         self._connections: list[PingConnection] = []
         self._departures: Departures[PingConnection] | None = (
             None if config.client_lifetime_s is None else Departures(config.client_lifetime_s)
@@ -267,7 +267,7 @@ class Swarm:
                 "tcp_mem_guard_threshold_from": self.guard_threshold_from,
                 "server_figures_from": self._server_figures_from(),
                 **{f"{name}_peak": value for name, value in self._peaks.items()},
-                "kernel_read_ms": _read_cost(self._kernel_read),
+                "kernel_read_ms": self._kernel_read.summary(),
                 "processes": 1,
                 **(
                     {"latency_export": self.stats.latency.export(SUMMARY_LATENCY_EXPORT)}
@@ -461,22 +461,23 @@ class Swarm:
         server_end = next((c.peer for c in self._connections if c.peer is not None), None)
         if not self._is_local:
             server_end = None  # not in this network namespace
-        figures, read_s = await asyncio.to_thread(self._read_queue_figures, server_end)
-        self._kernel_read.add(read_s)
+        figures, read_s, cpu_s = await asyncio.to_thread(
+            timed_read, functools.partial(self._read_queue_figures, server_end)
+        )
+        self._kernel_read.add(read_s, cpu_s)
         self._read_ms = round(read_s * 1000, 3)
         self._queue_figures = figures
         self._raise_peaks(figures)
 
-    def _read_queue_figures(self, server_end: Endpoint | None) -> tuple[dict[str, int], float]:
+    def _read_queue_figures(self, server_end: Endpoint | None) -> dict[str, int]:
         """Ours by inode; the server's by the exact address our connections reached."""
-        started = time.perf_counter()
         clients = socket_totals(read_own_sockets(remote=(None, self._uri.port), skmem=False))
         figures = {"client_send_q_bytes": clients.send_q_bytes}
         if server_end is not None:
             server = socket_totals(read_sockets(local=server_end, skmem=False))
             figures["server_recv_q_bytes"] = server.recv_q_bytes
             figures["server_recv_q_max_bytes"] = server.recv_q_max_bytes
-        return figures, time.perf_counter() - started
+        return figures
 
     async def _read_server_stats(self) -> None:
         if self._server_stats is None:
@@ -517,14 +518,6 @@ class Swarm:
         for connection in connections:
             connection.abort()
         self._connections.clear()
-
-
-def _read_cost(reads: LatencyReservoir) -> dict[str, float | int] | None:
-    """The kernel reads' own cost: how many, and their median and largest in ms."""
-    if not len(reads):
-        return None
-    figures = reads.percentiles_ms()
-    return {"samples": len(reads), "p50_ms": figures["p50_ms"], "max_ms": figures["max_ms"]}
 
 
 def _failure_kind(exc: BaseException) -> str:

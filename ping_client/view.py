@@ -31,6 +31,7 @@ def format_sample(sample: dict[str, Any]) -> str:
     parts = [
         f"t={sample['t_s']:5.0f}s",
         f"connected={sample['connected']}",
+        *([f"failed={sample['connect_failures']}"] if sample.get("connect_failures") else []),
         f"pings={sample['pings_sent']}",
         f"sent={format_bytes(sample['bytes_sent'])}",
         f"blocked={sample['blocked_in_send_s']:.1f}s",
@@ -112,7 +113,10 @@ def _address_span(addresses: list[str]) -> str:
 
 
 def _read_cost(cost: dict[str, float] | None) -> str:
-    return "-" if not cost else f"{cost['p50_ms']:.1f} / {cost['max_ms']:.1f} ms"
+    if not cost:
+        return "-"
+    return (f"{cost['p50_ms']:.1f} / {cost['max_ms']:.1f} ms "
+            f"(CPU {cost['cpu_p50_ms']:.1f} / {cost['cpu_max_ms']:.1f})")  # fmt: skip
 
 
 def _bytes_or_dash(value: int | None) -> str:
