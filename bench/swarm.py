@@ -233,8 +233,9 @@ def run(quick: bool, reps: int | None = None) -> dict[str, Any]:
 # worker from loopback source addresses of its own. The swarm's cost is every process of
 # those trees together: the parents (which merge and read the kernel once a second) and
 # their workers. Memory per connection is the trees' RSS in the window over the
-# connections; the baseline in the same run is the same trees' RSS before the first
-# connection (the interpreters alone), so the marginal figure is per connection only.
+# connections; the baseline in the same run is the same trees' RSS 2 s after the start
+# (the interpreters, and the ramp's first few hundred connections), and the reference run
+# is the same connections with ``--processes 1`` per service.
 
 SCALE_TARGET_CORES = 0.5
 SCALE_TARGET_KB_PER_CONNECTION = 10.0
@@ -361,7 +362,7 @@ def run_scale(plan: ScalePlan, logs: Path) -> dict[str, Any]:
             swarms.append(_start_swarm(service.ws_url, plan, logs / f"scale-swarm-{index}.json",
                                        logs / f"scale-swarm-{index}.log"))  # fmt: skip
         pids = [swarm.pid for swarm in swarms]
-        time.sleep(2.0)  # the workers are up, none connected yet (the ramp starts slowly)
+        time.sleep(2.0)  # the workers are up; only the ramp's first second is connected
         rss_before, processes = _tree_rss(pids)
         started = time.monotonic()
         total = plan.services * plan.clients_per_service
@@ -383,7 +384,8 @@ def run_scale(plan: ScalePlan, logs: Path) -> dict[str, Any]:
         t1, cpu1, sv1, h1 = _cpu_now(pids, services)
         c1 = [s.stats(timeout_s=30)["client_messages"] for s in services]
         for swarm in swarms:
-            swarm.send_signal(signal.SIGINT)  # as a user would: close, merge, summarize
+            # SIGTERM: close, merge, summarize (a one-process swarm writes none on SIGINT)
+            swarm.send_signal(signal.SIGTERM)
         exit_codes = [swarm.wait(timeout=60) for swarm in swarms]
     finally:
         for swarm in swarms:
@@ -443,17 +445,26 @@ def report_scale(plan: ScalePlan, result: dict[str, Any], quick: bool) -> dict[s
           max(result["kernel_read_ms_p50"]), max(result["kernel_read_ms_max"]),
           max(result["kernel_read_cpu_ms_p50"])]],
     )  # fmt: skip
-    write_result("swarm-scale", quick, {"plan": dataclasses.asdict(plan), "result": result,
-                                        "verdict": verdict})  # fmt: skip
     return verdict
 
 
 def scale(quick: bool) -> dict[str, Any]:
-    """The run at scale alone: ``python -m bench.swarm scale [--quick]``."""
+    """The runs at scale alone: ``python -m bench.swarm scale [--quick]``.
+
+    The multi-process swarm, then the reference in the same run: the same connections with
+    ``--processes 1`` per service (what the default picks for 19,700 clients), one process
+    per swarm, so the difference is the workers' own cost.
+    """
     plan = SCALE_QUICK if quick else SCALE
-    say(f"swarm at scale: {plan.services} x {plan.clients_per_service} connections")
-    result = run_scale(plan, log_dir("swarm-scale"))
-    return {"result": result, "verdict": report_scale(plan, result, quick)}
+    results = {}
+    for processes in (plan.processes_per_swarm, 1):
+        this = dataclasses.replace(plan, processes_per_swarm=processes)
+        say(f"swarm at scale: {this.services} x {this.clients_per_service} connections, "
+            f"--processes {processes} each")  # fmt: skip
+        result = run_scale(this, log_dir(f"swarm-scale-{processes}"))
+        results[processes] = {"result": result, "verdict": report_scale(this, result, quick)}
+    write_result("swarm-scale", quick, {"plan": dataclasses.asdict(plan), "runs": results})
+    return results
 
 
 if __name__ == "__main__":

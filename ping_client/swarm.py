@@ -235,7 +235,7 @@ class Swarm:
         """Run until ``duration_s`` or :meth:`stop`; return the summary."""
         self._started = time.monotonic()
         self._guard_memory()
-        if not self._is_local:
+        if not self._is_local and not self._is_worker:  # a worker's parent asks
             self._server_stats = ServerStats(stats_url(self._uri))
         try:
             async with asyncio.TaskGroup() as tasks:
