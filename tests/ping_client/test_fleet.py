@@ -180,3 +180,33 @@ def test_cli_says_before_starting_when_one_process_cannot_hold_the_clients() -> 
     assert result.returncode == 2
     assert f"fd hard limit {hard}" in result.stderr
     assert "--processes 2 or more" in result.stderr
+
+
+def test_workers_stop_by_themselves_when_their_parent_dies(launch: Launch) -> None:
+    """SIGKILL the parent: its workers see their stdin close, close their clients and exit."""
+    service = launch(READ_HANDLER="on")
+    swarm = subprocess.Popen(
+        [sys.executable, "-m", "ping_client", "--url", service.ws_url, "--clients", "100",
+         "--processes", "2", "--duration", "60"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "CI": "true"},
+    )  # fmt: skip
+    try:
+        assert swarm.stderr is not None
+        for line in swarm.stderr:
+            if "connected=100 " in line:
+                break
+        workers = psutil.Process(swarm.pid).children()
+        assert len(workers) == 2
+        swarm.kill()
+        swarm.wait(timeout=10)
+    finally:
+        if swarm.poll() is None:
+            swarm.kill()
+            swarm.wait()
+        if swarm.stderr is not None:
+            swarm.stderr.close()
+    _, alive = psutil.wait_procs(workers, timeout=20)
+    assert alive == []
+    server = ("127.0.0.1", service.port)
+    assert sum(established_from(("127.0.0.2", "127.0.0.3"), server).values()) == 0
