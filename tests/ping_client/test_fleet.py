@@ -19,9 +19,11 @@ from ping_client.errors import WorkerFailed
 from ping_client.fleet import Fleet
 from ping_client.limits import read_limits
 from ping_client.plan import plan_swarm
+from ping_client.safety import read_memory
 from ping_client.swarm import SwarmConfig
 from sockscope.netlink import read_sockets
 from tests.conftest import Launch
+from tests.ping_client.test_swarm import unread_loopback_data
 from tests.utils import ss_sockets, wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -131,7 +133,10 @@ async def test_the_memory_guard_stops_every_worker_from_sending(launch: Launch) 
     service = launch(READ_HANDLER="on")
     config = SwarmConfig(url=service.ws_url, clients=20, interval_s=0.05, duration_s=3,
                          tcp_mem_guard=1e-9, processes=2)  # fmt: skip
-    summary = await fleet(config).run()
+    with unread_loopback_data():  # an idle host may account 0 bytes: then nothing trips
+        await wait_until(lambda: read_memory().used_bytes > 0, timeout_s=10,
+                         what="the kernel accounts TCP memory")  # fmt: skip
+        summary = await fleet(config).run()
     assert summary["connected_peak"] == 20
     assert summary["pings_sent"] == 0
     assert "stopped sending" in summary["tcp_mem_guard_tripped"]
