@@ -14,10 +14,18 @@ The reference, in the same run and alternating with it: the same swarm with ping
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from bench import profiler
 from bench.children import SwarmProcess
@@ -25,6 +33,9 @@ from bench.figures import median, ratio
 from bench.report import log_dir, print_table, say, write_result
 from bench.run import CpuWindow, medians_by_name, plan_for, repeat, rss_during
 from bench.targets import ServiceTarget
+from event_service.settings import settings_from_env
+from leaklab.children import ServiceProcess
+from sockscope.netlink import read_sockets
 
 TARGET_CORES = 0.25
 TARGET_RSS_MB = 150.0
@@ -197,3 +208,252 @@ def run(quick: bool, reps: int | None = None) -> dict[str, Any]:
         {"plan": dataclasses.asdict(plan), "reps": results, "medians": medians, "verdict": verdict},
     )
     return {"medians": medians, "verdict": verdict}
+
+
+# At scale: the multi-process swarm against several service instances.
+#
+# One ``ping-swarm --processes 2`` per service instance (a swarm targets one URL), each
+# worker from loopback source addresses of its own. The swarm's cost is every process of
+# those trees together: the parents (which merge and read the kernel once a second) and
+# their workers. Memory per connection is the trees' RSS in the window over the
+# connections; the baseline in the same run is the same trees' RSS 2 s after the start
+# (the interpreters, and the ramp's first few hundred connections), and the reference run
+# is the same connections with ``--processes 1`` per service.
+
+SCALE_TARGET_CORES = 0.5
+SCALE_TARGET_KB_PER_CONNECTION = 10.0
+SCALE_FD_LIMIT = 20_000  # per service instance (the hard limit here; it cannot be raised)
+SCALE_SERVICE_FDS = 150  # what a service keeps for the listener, /stats, logs
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalePlan:
+    """Sizes and windows of one run at scale."""
+
+    services: int
+    clients_per_service: int
+    processes_per_swarm: int
+    ramp_per_s: float  # per swarm
+    interval_s: float  # between two pings of one client
+    settle_s: float
+    window_s: float
+    connect_budget_s: float
+
+
+# Two instances cannot hold 40,000 here: each needs one fd per session under a hard limit
+# of 20,000 that cannot be raised, so the two hold 19,700 each (39,400 in all). Nor can two
+# services on this 2-core machine read 40,000 pings a second (about 48 us each, 1.9 cores):
+# the clients ping every 10 s, and the ramp is what the two services keep up with.
+SCALE = ScalePlan(2, 19_700, 2, 350.0, 10.0, 3.0, 15.0, 120.0)
+SCALE_QUICK = ScalePlan(2, 1_000, 2, 500.0, 1.0, 1.0, 3.0, 30.0)
+
+
+def check_machine(plan: ScalePlan) -> dict[str, Any]:
+    """Refuse a plan this machine cannot hold: fds per service, TCP memory, free memory."""
+    import resource
+
+    from sockscope.procfs import parse_tcp_mem
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed_fds = plan.clients_per_service + SCALE_SERVICE_FDS
+    if needed_fds > min(hard, SCALE_FD_LIMIT):
+        raise RuntimeError(f"a service needs {needed_fds} fds; the hard limit is {hard}")
+    _, pressure_pages, _ = parse_tcp_mem(Path("/proc/sys/net/ipv4/tcp_mem").read_text())
+    available = psutil.virtual_memory().available
+    connections = plan.services * plan.clients_per_service
+    # Both ends of each connection idle at a few KB of kernel memory; the swarm aims at 10 KB.
+    needed_bytes = connections * (2 * 8 * 1024 + 2 * 10 * 1024)
+    if needed_bytes > available / 2:
+        raise RuntimeError(f"{connections} connections need about {needed_bytes >> 20} MiB; "
+                           f"{available >> 20} MiB available")  # fmt: skip
+    return {
+        "fd_hard_limit": hard,
+        "tcp_mem_pressure_mib": pressure_pages * os.sysconf("SC_PAGE_SIZE") >> 20,
+        "mem_available_mib": available >> 20,
+        "cpus": os.cpu_count(),
+    }
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def _tree_cpu_s(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        for proc in _tree(pid):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = proc.cpu_times()
+                total += times.user + times.system
+    return total
+
+
+def _tree_rss(pids: list[int]) -> tuple[int, int]:
+    """RSS of every process of the trees, and how many processes."""
+    total = count = 0
+    for pid in pids:
+        for proc in _tree(pid):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += proc.memory_info().rss
+                count += 1
+    return total, count
+
+
+def _start_swarm(
+    url: str, plan: ScalePlan, json_path: Path, log_path: Path
+) -> subprocess.Popen[bytes]:
+    duration_s = plan.connect_budget_s + plan.settle_s + plan.window_s + 15.0
+    argv = [sys.executable, "-m", "ping_client", "--url", url,
+            "--clients", str(plan.clients_per_service), "--ramp", f"{plan.ramp_per_s:g}",
+            "--interval", f"{plan.interval_s:g}", "--size", "64", "--duration", f"{duration_s:g}",
+            "--processes", str(plan.processes_per_swarm), "--json-out", str(json_path)]  # fmt: skip
+    with log_path.open("wb") as log:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+        return subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+
+
+def _established(service: ServiceProcess) -> int:
+    """The service's ESTABLISHED sockets, from the kernel (its /stats is slow at the ramp)."""
+    assert service.port is not None
+    local = (service.settings.host, service.port)
+    return len(read_sockets(local=local, states=("ESTABLISHED",), skmem=False))
+
+
+def _cpu_now(pids: list[int], services: list[ServiceProcess]) -> tuple[float, ...]:
+    """Now, the swarm trees' CPU seconds, the services', the machine's busy seconds."""
+    service_s = sum(cpu_seconds(s.pid) for s in services if s.pid is not None)
+    return time.monotonic(), _tree_cpu_s(pids), service_s, host_busy_s()
+
+
+def run_scale(plan: ScalePlan, logs: Path) -> dict[str, Any]:
+    """One run at scale: connect every client, measure a window, Ctrl-C, read the summaries."""
+    machine = check_machine(plan)
+    services: list[ServiceProcess] = []
+    swarms: list[subprocess.Popen[bytes]] = []
+    max_sessions = str(SCALE_FD_LIMIT - SCALE_SERVICE_FDS)
+    try:
+        for index in range(plan.services):
+            env = {"HOST": "127.0.0.1", "PORT": "0", "EVENT_RATE": "0", "READ_HANDLER": "on",
+                   "MAX_SESSIONS": max_sessions}  # fmt: skip
+            service = ServiceProcess(settings_from_env(env), logs / f"scale-service-{index}.log",
+                                     fd_limit=SCALE_FD_LIMIT)  # fmt: skip
+            services.append(service.start())
+        for index, service in enumerate(services):
+            swarms.append(_start_swarm(service.ws_url, plan, logs / f"scale-swarm-{index}.json",
+                                       logs / f"scale-swarm-{index}.log"))  # fmt: skip
+        pids = [swarm.pid for swarm in swarms]
+        time.sleep(2.0)  # the workers are up; only the ramp's first second is connected
+        rss_before, processes = _tree_rss(pids)
+        started = time.monotonic()
+        total = plan.services * plan.clients_per_service
+        while sum(_established(s) for s in services) < total:
+            if time.monotonic() - started > plan.connect_budget_s:
+                raise RuntimeError(f"the swarms did not connect {total} in time")
+            if any(swarm.poll() is not None for swarm in swarms):
+                raise RuntimeError("a swarm ended early: see its log in " + str(logs))
+            time.sleep(1.0)
+        connected_after_s = time.monotonic() - started
+        time.sleep(plan.settle_s)
+        c0 = [s.stats(timeout_s=30)["client_messages"] for s in services]
+        t0, cpu0, sv0, h0 = _cpu_now(pids, services)
+        rss: list[int] = []
+        end = t0 + plan.window_s
+        while time.monotonic() < end:
+            rss.append(_tree_rss(pids)[0])
+            time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+        t1, cpu1, sv1, h1 = _cpu_now(pids, services)
+        c1 = [s.stats(timeout_s=30)["client_messages"] for s in services]
+        for swarm in swarms:
+            # SIGTERM: close, merge, summarize (a one-process swarm writes none on SIGINT)
+            swarm.send_signal(signal.SIGTERM)
+        exit_codes = [swarm.wait(timeout=60) for swarm in swarms]
+    finally:
+        for swarm in swarms:
+            if swarm.poll() is None:
+                swarm.kill()
+                swarm.wait()
+        for service in services:
+            service.stop()
+    elapsed_s = t1 - t0
+    summaries = [
+        json.loads((logs / f"scale-swarm-{i}.json").read_text()) for i in range(len(swarms))
+    ]
+    swarm_cores = (cpu1 - cpu0) / elapsed_s
+    service_cores = (sv1 - sv0) / elapsed_s
+    rss_window = median(rss)
+    return {
+        "machine": machine,
+        "connections": total,
+        "swarm_processes": processes,
+        "connected_after_s": connected_after_s,
+        "swarm_cores": swarm_cores,
+        "swarm_rss_mb": rss_window / 2**20,
+        "swarm_rss_before_mb": rss_before / 2**20,
+        "kb_per_connection": rss_window / total / 1024,
+        "kb_per_connection_marginal": (rss_window - rss_before) / total / 1024,
+        "service_cores": service_cores,
+        "other_cores": (h1 - h0) / elapsed_s - swarm_cores - service_cores,
+        "pings_per_s_at_services": sum(b - a for a, b in zip(c0, c1, strict=True)) / elapsed_s,
+        "kernel_read_ms_p50": [s["kernel_read_ms"]["p50_ms"] for s in summaries],
+        "kernel_read_ms_max": [s["kernel_read_ms"]["max_ms"] for s in summaries],
+        "kernel_read_cpu_ms_p50": [s["kernel_read_ms"]["cpu_p50_ms"] for s in summaries],
+        "connected_peak": [s["connected_peak"] for s in summaries],
+        "connect_failures": [s["connect_failures"] for s in summaries],
+        "swarm_exit_codes": exit_codes,
+    }
+
+
+def report_scale(plan: ScalePlan, result: dict[str, Any], quick: bool) -> dict[str, Any]:
+    """Print the run at scale against its targets and save it."""
+    verdict = {
+        "swarm_cores_under_target": result["swarm_cores"] < SCALE_TARGET_CORES,
+        "kb_per_connection_under_target": (
+            result["kb_per_connection"] < SCALE_TARGET_KB_PER_CONNECTION
+        ),
+    }
+    print_table(
+        f"swarm at scale: {result['connections']} connections, {plan.services} services, "
+        f"{result['swarm_processes']} swarm processes (aim: < {SCALE_TARGET_CORES} core, "
+        f"< {SCALE_TARGET_KB_PER_CONNECTION:g} KB per connection)",
+        ["swarm cores", "KB/conn", "KB/conn marginal", "RSS MB", "RSS before MB",
+         "pings/s at services", "service cores", "other cores", "read ms p50", "read ms max",
+         "read CPU ms p50"],
+        [[result["swarm_cores"], result["kb_per_connection"],
+          result["kb_per_connection_marginal"], result["swarm_rss_mb"],
+          result["swarm_rss_before_mb"], result["pings_per_s_at_services"],
+          result["service_cores"], result["other_cores"],
+          max(result["kernel_read_ms_p50"]), max(result["kernel_read_ms_max"]),
+          max(result["kernel_read_cpu_ms_p50"])]],
+    )  # fmt: skip
+    return verdict
+
+
+def scale(quick: bool) -> dict[str, Any]:
+    """The runs at scale alone: ``python -m bench.swarm scale [--quick]``.
+
+    The multi-process swarm, then the reference in the same run: the same connections with
+    ``--processes 1`` per service (what the default picks for 19,700 clients), one process
+    per swarm, so the difference is the workers' own cost.
+    """
+    plan = SCALE_QUICK if quick else SCALE
+    results = {}
+    for processes in (plan.processes_per_swarm, 1):
+        this = dataclasses.replace(plan, processes_per_swarm=processes)
+        say(f"swarm at scale: {this.services} x {this.clients_per_service} connections, "
+            f"--processes {processes} each")  # fmt: skip
+        result = run_scale(this, log_dir(f"swarm-scale-{processes}"))
+        results[processes] = {"result": result, "verdict": report_scale(this, result, quick)}
+    write_result("swarm-scale", quick, {"plan": dataclasses.asdict(plan), "runs": results})
+    return results
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.swarm")
+    parser.add_argument("part", choices=("scale",))
+    parser.add_argument("--quick", action="store_true")
+    scale(parser.parse_args().quick)

@@ -12,13 +12,18 @@ from typing import Any
 
 from rich.console import Console
 
+from ping_client.errors import PingClientError
+from ping_client.fleet import Fleet
+from ping_client.limits import raise_fd_limit, read_limits
+from ping_client.plan import SwarmPlan, plan_swarm
 from ping_client.swarm import PAYLOADS, PING_KINDS, Swarm, SwarmConfig
-from ping_client.view import LiveLine, summary_table
+from ping_client.view import LiveLine, describe_plan, summary_table
 
 __all__ = [
     "config_from_args",
     "event_types",
     "main",
+    "plan_from_config",
     "run_swarm",
     "run_until_sigterm",
     "seconds_or_off",
@@ -152,6 +157,15 @@ def swarm_parser() -> argparse.ArgumentParser:
         "never published keeps the server from ever writing to the client "
         "(default: every type)",
     )
+    add(
+        "--processes",
+        type=int,
+        default=defaults.processes,
+        metavar="N",
+        help="worker processes to spread the clients over, each from loopback source "
+        "addresses of its own (127.0.0.2, ...); 1: this process alone (default: as few as "
+        "the fd hard limit allows)",
+    )
     add("--allow-remote", action="store_true", help="allow a target that is not loopback")
     add("--json-out", type=Path, help="write the final summary as JSON to this file")
     return parser  # fmt: skip
@@ -163,17 +177,32 @@ def config_from_args(args: argparse.Namespace) -> SwarmConfig:
     return SwarmConfig(**fields)
 
 
+def plan_from_config(config: SwarmConfig) -> SwarmPlan:
+    """How the swarm spreads over processes under this process's limits (raised first)."""
+    uri = config.validate()
+    raise_fd_limit()
+    return plan_swarm(config.clients, config.processes, limits=read_limits(), host=uri.host)
+
+
 def run_swarm(argv: list[str]) -> int:
     """Parse options, run one swarm with a live line, print and save the summary."""
     parser = swarm_parser()
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     try:
-        swarm = Swarm(config_from_args(args))
+        config = config_from_args(args)
+        plan = plan_from_config(config)
+        swarm: Swarm | Fleet = Swarm(config) if plan.processes == 1 else Fleet(config, plan)
     except ValueError as exc:
         parser.error(str(exc))
-    with LiveLine(console) as live:
-        summary = asyncio.run(run_until_sigterm(swarm, live))
+    if plan.processes > 1:
+        console.print(describe_plan(plan))
+    try:
+        with LiveLine(console) as live:
+            summary = asyncio.run(run_until_sigterm(swarm, live))
+    except PingClientError as exc:
+        console.print(f"ping-swarm: error: {exc}")
+        return 1
     console.print(summary_table(summary))
     if args.json_out:
         write_json(args.json_out, summary)
@@ -181,14 +210,21 @@ def run_swarm(argv: list[str]) -> int:
     return 0
 
 
-async def run_until_sigterm(swarm: Swarm, on_sample: LiveLine) -> dict[str, Any]:
-    """Run the swarm; SIGTERM (``docker stop``) ends it early with a clean close and summary."""
+async def run_until_sigterm(swarm: Swarm | Fleet, on_sample: LiveLine) -> dict[str, Any]:
+    """Run the swarm; SIGTERM (``docker stop``) ends it early with a clean close and summary.
+
+    With workers, SIGINT (Ctrl-C) does the same: the workers ignore it and are stopped by
+    the parent, which still merges their summaries.
+    """
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, swarm.stop)
+    signals = [signal.SIGTERM] if isinstance(swarm, Swarm) else [signal.SIGTERM, signal.SIGINT]
+    for signum in signals:
+        loop.add_signal_handler(signum, swarm.stop)
     try:
         return await swarm.run(on_sample)
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        for signum in signals:
+            loop.remove_signal_handler(signum)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -2,14 +2,15 @@
 
     PingClientError          anything the swarm raises on purpose
     ├── InvalidConfig        a swarm option has a value it cannot run with (ValueError)
-    └── UnsafeTarget         the target is not this machine's loopback (ValueError)
+    ├── UnsafeTarget         the target is not this machine's loopback (ValueError)
+    └── WorkerFailed         a worker process of a multi-process swarm died or went silent
 
 Connection failures of single clients are counted, not raised: a swarm goes on without them.
 """
 
 from __future__ import annotations
 
-__all__ = ["InvalidConfig", "PingClientError", "UnsafeTarget"]
+__all__ = ["InvalidConfig", "PingClientError", "UnsafeTarget", "WorkerFailed"]
 
 
 class PingClientError(Exception):
@@ -22,3 +23,11 @@ class InvalidConfig(PingClientError, ValueError):
 
 class UnsafeTarget(PingClientError, ValueError):
     """The swarm was aimed at a host that is not this machine's loopback."""
+
+
+class WorkerFailed(PingClientError):
+    """A worker of a multi-process swarm ended before it was asked to, or without a summary.
+
+    The message names the worker, its pid, how it ended and its last lines of stderr; the
+    other workers have been stopped and every worker reaped by then.
+    """

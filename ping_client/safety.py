@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import logging
 import os
 from pathlib import Path
 
@@ -15,6 +16,7 @@ __all__ = [
     "LOOPBACK_NAMES",
     "PAGE_SIZE",
     "TCP_MEM_PATH",
+    "MemoryGuard",
     "MemoryReading",
     "check_target",
     "estimated_memory_reading",
@@ -45,6 +47,8 @@ def check_target(host: str, *, allow_remote: bool) -> None:
             f"refusing to load {host!r}: not a loopback address (pass --allow-remote to insist)"
         )
 
+
+logger = logging.getLogger("ping_client")
 
 TCP_MEM_PATH = "/proc/sys/net/ipv4/tcp_mem"
 # Linux's default tcp_mem pressure threshold is 1/16 of the memory it finds at boot
@@ -115,3 +119,45 @@ def read_memory(proc: Path = Path("/proc")) -> MemoryReading:
     except FileNotFoundError:
         return estimated_memory_reading(sockstat, (proc / "meminfo").read_text())
     return memory_reading(sockstat, tcp_mem)
+
+
+class MemoryGuard:
+    """Trips once host TCP memory reaches ``share`` of the kernel's pressure threshold.
+
+    ``message`` says why it tripped (None until then); ``threshold_from`` where the
+    threshold came from, known after the first :meth:`check`.
+    """
+
+    def __init__(self, share: float, proc: Path = Path("/proc")) -> None:
+        self.share = share
+        self._proc = proc
+        self.message: str | None = None
+        self.threshold_from: str | None = None
+
+    @property
+    def tripped(self) -> bool:
+        """Whether the guard has tripped (it stays tripped)."""
+        return self.message is not None
+
+    def check(self) -> bool:
+        """Read the host's TCP memory now; return True if the guard trips on this check."""
+        if self.tripped:
+            return False
+        reading = read_memory(self._proc)
+        if self.threshold_from is None:
+            self.threshold_from = reading.pressure_from
+            if reading.is_estimate:
+                logger.warning(
+                    "tcp memory guard: threshold %.0f MiB from %s",
+                    reading.pressure_bytes / 2**20,
+                    reading.pressure_from,
+                )
+        if reading.fraction < self.share:
+            return False
+        self.message = (
+            f"stopped sending: host TCP memory {reading.used_bytes / 2**20:.0f} MiB is "
+            f"{reading.fraction:.0%} of the kernel's pressure threshold "
+            f"({reading.pressure_bytes / 2**20:.0f} MiB, {reading.pressure_from})"
+        )
+        logger.warning(self.message)
+        return True

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
 from collections import Counter
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from sockscope.procfs import percentile
 
-__all__ = ["INTERVAL_RESERVOIR", "LATENCY_RESERVOIR", "LatencyReservoir", "SwarmStats", "summarize"]
+__all__ = [
+    "INTERVAL_RESERVOIR",
+    "LATENCY_RESERVOIR",
+    "LatencyReservoir",
+    "ReadCost",
+    "SwarmStats",
+    "merged_percentiles_ms",
+    "summarize",
+    "timed_read",
+]
+
+T = TypeVar("T")
 
 LATENCY_RESERVOIR = 50_000
 INTERVAL_RESERVOIR = 5_000
@@ -45,6 +58,21 @@ class LatencyReservoir:
         if slot < self._capacity:
             self._values[slot] = value_s
 
+    def export(self, limit: int) -> dict[str, Any]:
+        """At most ``limit`` of the kept latencies (a uniform subsample) in ms, for merging.
+
+        With ``seen`` (how many were recorded) and the exact ``max_ms``: each exported value
+        stands for ``seen / len(values_ms)`` latencies (see :func:`merged_percentiles_ms`).
+        """
+        values = self._values
+        if len(values) > limit:
+            values = self._random.sample(values, limit)
+        return {
+            "seen": self._seen,
+            "max_ms": round(self.max_s * 1000, 3),
+            "values_ms": [round(v * 1000, 3) for v in values],
+        }
+
     def percentiles_ms(self) -> dict[str, float]:
         """p50, p99 and max in milliseconds (zeros when nothing was recorded)."""
         ordered = sorted(self._values)
@@ -53,6 +81,38 @@ class LatencyReservoir:
             "p99_ms": round(percentile(ordered, 99) * 1000, 3),
             "max_ms": round(self.max_s * 1000, 3),
         }
+
+
+class ReadCost:
+    """What the kernel reads cost: wall time, and the CPU time of the thread that read.
+
+    The wall time is what a sample waited; on a busy machine it includes time spent waiting
+    for a core, which the CPU time leaves out.
+    """
+
+    def __init__(self) -> None:
+        self._wall = LatencyReservoir(1000)
+        self._cpu = LatencyReservoir(1000)
+
+    def add(self, wall_s: float, cpu_s: float) -> None:
+        """Record one read."""
+        self._wall.add(wall_s)
+        self._cpu.add(cpu_s)
+
+    def summary(self) -> dict[str, float | int] | None:
+        """How many reads, their median and largest in ms, wall and CPU; None before any."""
+        if not len(self._wall):
+            return None
+        wall, cpu = self._wall.percentiles_ms(), self._cpu.percentiles_ms()
+        return {"samples": len(self._wall), "p50_ms": wall["p50_ms"], "max_ms": wall["max_ms"],
+                "cpu_p50_ms": cpu["p50_ms"], "cpu_max_ms": cpu["max_ms"]}  # fmt: skip
+
+
+def timed_read(read: Callable[[], T]) -> tuple[T, float, float]:
+    """``read()``, with the wall and thread CPU seconds it took (call it in its thread)."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    result = read()
+    return result, time.perf_counter() - wall, time.thread_time() - cpu
 
 
 @dataclasses.dataclass
@@ -99,9 +159,13 @@ class SwarmStats:
 
     def take_interval_latency(self) -> dict[str, float]:
         """Percentiles of the latencies seen since the last call, then start a new interval."""
-        figures = self.interval_latency.percentiles_ms()
+        return self.take_interval().percentiles_ms()
+
+    def take_interval(self) -> LatencyReservoir:
+        """The latencies seen since the last call; a new interval starts."""
+        interval = self.interval_latency
         self.interval_latency = LatencyReservoir(INTERVAL_RESERVOIR)
-        return figures
+        return interval
 
 
 def summarize(stats: SwarmStats, *, elapsed_s: float, extra: dict[str, Any]) -> dict[str, Any]:
@@ -128,4 +192,34 @@ def summarize(stats: SwarmStats, *, elapsed_s: float, extra: dict[str, Any]) -> 
             else None
         ),
         **extra,
+    }
+
+
+def merged_percentiles_ms(exports: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """p50, p99 and max (ms) of several reservoirs' exports, each value weighted by its share.
+
+    A worker that saw 10,000 latencies and exported 500 of them weighs 20 per value; one that
+    saw 100 and exported all weighs 1: the merged percentiles are those of all latencies.
+    """
+    weighted: list[tuple[float, float]] = []
+    for export in exports:
+        values = export["values_ms"]
+        if values:
+            weight = export["seen"] / len(values)
+            weighted.extend((value, weight) for value in values)
+    weighted.sort()
+    total = sum(weight for _, weight in weighted)
+
+    def at(pct: float) -> float:
+        wanted, running = pct / 100 * total, 0.0
+        for value, weight in weighted:
+            running += weight
+            if running >= wanted - 1e-9:
+                return value
+        return 0.0
+
+    return {
+        "p50_ms": round(at(50), 3),
+        "p99_ms": round(at(99), 3),
+        "max_ms": round(max((e["max_ms"] for e in exports), default=0.0), 3),
     }

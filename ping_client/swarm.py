@@ -13,11 +13,14 @@ lifetime is over (see :mod:`ping_client.churn`): clients come and go, as in prod
 A sample's socket queues come from netlink sock_diag (:mod:`sockscope.netlink`), filtered in
 the kernel: the swarm's own client sockets (by the inodes of its fds, whatever their source
 address) and the server's sockets (by the exact address and port the clients are connected
-to), never by port number alone. The read blocks the loop for a few milliseconds per
-thousand clients, so the queues are re-read only as often as keeps it under
-``KERNEL_READ_SHARE`` of the time (see :func:`kernel_read_spacing_s`), and samples in
-between reuse the last figures. Host TCP memory (``/proc/net/sockstat``, a few lines) is
-read fresh for every sample.
+to), never by port number alone. Every sample reads them fresh, in a thread (the netlink
+``recv`` releases the GIL), and the read's own cost is part of the sample
+(``kernel_read_ms``) and of the summary. Host TCP memory (``/proc/net/sockstat``, a few
+lines) is read fresh for every sample too.
+
+As a worker of a multi-process swarm (:mod:`ping_client.fleet`) a swarm binds its clients to
+the source addresses it is given and reads no kernel figures and guards no memory: the
+parent does both, once for all workers.
 
 The server's sockets are visible there only when the server runs in the swarm's network
 namespace, which a loopback target implies. For any other target (another container, another
@@ -32,8 +35,9 @@ import dataclasses
 import functools
 import logging
 import random
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from websockets.exceptions import InvalidHandshake, InvalidURI
@@ -42,25 +46,25 @@ from websockets.uri import WebSocketURI, parse_uri
 from ping_client.churn import EVENT_TYPE_RE, Departures, arrival_offsets, subscription_uri
 from ping_client.connection import CLOSE_TIMEOUT_S, PingConnection
 from ping_client.errors import InvalidConfig
-from ping_client.safety import check_target, is_loopback, read_memory
+from ping_client.safety import MemoryGuard, check_target, is_loopback
 from ping_client.server_stats import ServerStats, stats_url
-from ping_client.stats import SwarmStats, summarize
-from sockscope.diag import socket_totals
+from ping_client.stats import ReadCost, SwarmStats, summarize, timed_read
+from sockscope.diag import Endpoint, socket_totals
 from sockscope.kernel import read_sockstat
 from sockscope.netlink import read_own_sockets, read_sockets
+from sockscope.schedule import every
 
 __all__ = [
-    "KERNEL_READ_MAX_SPACING_S",
-    "KERNEL_READ_MIN_SPACING_S",
-    "KERNEL_READ_SHARE",
+    "IP_BIND_ADDRESS_NO_PORT",
+    "LATENCY_EXPORT",
     "MAX_CONNECTING",
     "MAX_DURATION_S",
     "PAYLOADS",
     "PING_KINDS",
+    "SUMMARY_LATENCY_EXPORT",
     "TICK_S",
     "Swarm",
     "SwarmConfig",
-    "kernel_read_spacing_s",
 ]
 
 TICK_S = 0.05
@@ -68,13 +72,13 @@ MAX_CONNECTING = 200
 MAX_DURATION_S = 24 * 3600
 PAYLOADS = ("random", "text")
 PING_KINDS = ("message", "control")
-# The socket-table read may take this share of the time at most...
-KERNEL_READ_SHARE = 0.02
-# ...but is done at most twice a second (so every 1 s sample reads it while it is cheap)
-# and at least every 10 s, even if it then costs more than that share.
-KERNEL_READ_MIN_SPACING_S = 0.5
-KERNEL_READ_MAX_SPACING_S = 10.0
+# Bind to an address but leave the port to connect(), which picks one unique for the whole
+# (source, destination) pair rather than for the source address alone (linux/in.h).
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 MIN_CHURN_EVERY_S = 0.1
+# Latencies a worker passes on to its parent: per sample, and in its summary.
+LATENCY_EXPORT = 500
+SUMMARY_LATENCY_EXPORT = 5000
 MAX_CHURN_BATCH = 10_000
 
 logger = logging.getLogger("ping_client")
@@ -105,6 +109,9 @@ class SwarmConfig:
     client_lifetime_s: float | None = None
     # Event types to subscribe to (``?events=a,b``); empty: every type.
     subscribe: tuple[str, ...] = ()
+    # Worker processes (None: as few as the fd limit allows; 1: this process, no worker).
+    # Read by the command line and :mod:`ping_client.fleet`; a Swarm is always one process.
+    processes: int | None = None
 
     def validate(self) -> WebSocketURI:
         """Check every field; return the parsed URL. Raises ValueError with a clear message."""
@@ -166,12 +173,22 @@ def _check(ok: bool, message: str) -> None:
 class Swarm:
     """Runs one swarm against one service; see the module docstring."""
 
-    def __init__(self, config: SwarmConfig) -> None:
+    def __init__(
+        self,
+        config: SwarmConfig,
+        *,
+        source_addresses: Sequence[str] = (),
+        is_worker: bool = False,
+    ) -> None:
         self.config = config
         self._uri = config.validate()
         self.stats = SwarmStats(clients=config.clients)
-        self.guard_message: str | None = None
-        self.guard_threshold_from: str | None = None
+        self._guard = MemoryGuard(config.tcp_mem_guard)
+        self._sources = tuple(source_addresses)
+        self._source_turn = 0
+        # A worker leaves the kernel figures and the memory guard to its parent.
+        self._is_worker = is_worker
+        self._kernel_read = ReadCost()
         self._connections: list[PingConnection] = []
         self._departures: Departures[PingConnection] | None = (
             None if config.client_lifetime_s is None else Departures(config.client_lifetime_s)
@@ -190,13 +207,27 @@ class Swarm:
             "client_send_q_bytes": None,
         }
         self._queue_figures: dict[str, int] = {}
-        self._queues_due_at = 0.0
+        self._read_ms: float | None = None
         text_pad = b"ping " * (config.size_bytes // 5 + 1)
         self._text_payload = text_pad[: config.size_bytes]
+
+    @property
+    def guard_message(self) -> str | None:
+        """Why the memory guard stopped the pings, once it has."""
+        return self._guard.message
+
+    @property
+    def guard_threshold_from(self) -> str | None:
+        """Where the memory guard's threshold comes from."""
+        return self._guard.threshold_from
 
     def stop(self) -> None:
         """End the run early (the connections are still closed properly)."""
         self._stop.set()
+
+    def stop_sending(self) -> None:
+        """Send no more pings (the parent's memory guard tripped); connections stay open."""
+        self._sending = False
 
     async def run(
         self, on_sample: Callable[[dict[str, Any]], None] | None = None
@@ -204,7 +235,7 @@ class Swarm:
         """Run until ``duration_s`` or :meth:`stop`; return the summary."""
         self._started = time.monotonic()
         self._guard_memory()
-        if not self._is_local:
+        if not self._is_local and not self._is_worker:  # a worker's parent asks
             self._server_stats = ServerStats(stats_url(self._uri))
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -236,12 +267,25 @@ class Swarm:
                 "tcp_mem_guard_threshold_from": self.guard_threshold_from,
                 "server_figures_from": self._server_figures_from(),
                 **{f"{name}_peak": value for name, value in self._peaks.items()},
+                "kernel_read_ms": self._kernel_read.summary(),
+                "processes": 1,
+                **(
+                    {"latency_export": self.stats.latency.export(SUMMARY_LATENCY_EXPORT)}
+                    if self._is_worker
+                    else {}
+                ),
             },
         )
+
+    async def read_sample(self) -> dict[str, Any]:
+        """:meth:`sample` with the socket queues read from the kernel now (in a thread)."""
+        await self._read_kernel()
+        return self.sample()
 
     def sample(self) -> dict[str, Any]:
         """Live figures now: counters, interval latency, socket queues and TCP memory."""
         stats = self.stats
+        interval = stats.take_interval()
         figures: dict[str, Any] = {
             "t_s": round(time.monotonic() - self._started, 3),
             "connected": stats.connected,
@@ -256,11 +300,16 @@ class Swarm:
             "left": stats.left,
             "leaving": stats.leaving,
             "active": stats.connected - stats.leaving,
-            "latency": stats.take_interval_latency(),
+            "latency": interval.percentiles_ms(),
             "closes": {str(code): n for code, n in sorted(stats.closes.items())},
             "sending": self._sending,
         }
-        figures.update(self._kernel_figures())
+        if self._is_worker:  # the parent merges the latencies of every worker
+            figures["latency_export"] = interval.export(LATENCY_EXPORT)
+        else:
+            figures.update(self._queue_figures)
+            figures["kernel_tcp_mem_bytes"] = read_sockstat()["mem_bytes"]
+            figures["kernel_read_ms"] = self._read_ms
         figures.update(self._server_figures)
         return figures
 
@@ -288,9 +337,14 @@ class Swarm:
         connection: PingConnection | None = None
         try:
             async with asyncio.timeout(self.config.connect_timeout_s):
-                _, connection = await loop.create_connection(
-                    self._new_connection, self._uri.host, self._uri.port
-                )
+                if self._sources:
+                    _, connection = await loop.create_connection(
+                        self._new_connection, sock=await self._connect_from(self._next_source())
+                    )
+                else:
+                    _, connection = await loop.create_connection(
+                        self._new_connection, self._uri.host, self._uri.port
+                    )
                 await connection.opened
             self._connections.append(connection)
             self.stats.opened += 1
@@ -306,12 +360,32 @@ class Swarm:
             self.stats.connecting -= 1
             slots.release()
 
+    def _next_source(self) -> str:
+        source = self._sources[self._source_turn % len(self._sources)]
+        self._source_turn += 1
+        return source
+
+    async def _connect_from(self, source: str) -> socket.socket:
+        """A TCP socket bound to ``source`` (the port left to connect) and connected."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((source, 0))
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (self._uri.host, self._uri.port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
     def _new_connection(self) -> PingConnection:
         return PingConnection(
             self._uri, self.stats, compression=self.config.compression, started_at=self._started
         )
 
     async def _send_pings(self) -> None:
+        # Not sockscope.schedule.every: it skips ticks missed entirely, and a skipped slot
+        # would leave its clients without a ping that round. A late ticker catches up.
         loop = asyncio.get_running_loop()
         slots = max(1, round(self.config.interval_s / TICK_S))
         tick_s = self.config.interval_s / slots
@@ -336,14 +410,13 @@ class Swarm:
         return self._text_payload
 
     async def _watch(self, on_sample: Callable[[dict[str, Any]], None] | None) -> None:
-        while True:
-            await asyncio.sleep(1.0)
+        async for _ in every(1.0):
             self._guard_memory()
             self._run_keepalive()
             self._connections = [c for c in self._connections if not c.closed.done()]
             await self._read_server_stats()
             if on_sample is not None:
-                on_sample(self.sample())
+                on_sample(await self.read_sample())
 
     # Helpers
 
@@ -366,25 +439,8 @@ class Swarm:
             self.stats.left_unanswered += 1
 
     def _guard_memory(self) -> None:
-        if not self._sending:
-            return
-        reading = read_memory()
-        if self.guard_threshold_from is None:
-            self.guard_threshold_from = reading.pressure_from
-            if reading.is_estimate:
-                logger.warning(
-                    "tcp memory guard: threshold %.0f MiB from %s",
-                    reading.pressure_bytes / 2**20,
-                    reading.pressure_from,
-                )
-        if reading.fraction >= self.config.tcp_mem_guard:
+        if self._sending and not self._is_worker and self._guard.check():
             self._sending = False
-            self.guard_message = (
-                f"stopped sending: host TCP memory {reading.used_bytes / 2**20:.0f} MiB is "
-                f"{reading.fraction:.0%} of the kernel's pressure threshold "
-                f"({reading.pressure_bytes / 2**20:.0f} MiB, {reading.pressure_from})"
-            )
-            logger.warning(self.guard_message)
 
     def _run_keepalive(self) -> None:
         period_s = self.config.client_keepalive_s
@@ -399,24 +455,28 @@ class Swarm:
             elif now - sent_at >= period_s:
                 connection.fail(1011, "keepalive ping timeout")
 
-    def _kernel_figures(self) -> dict[str, Any]:
-        now = time.monotonic()
-        if now >= self._queues_due_at:
-            self._queue_figures = self._read_queue_figures()
-            read_s = time.monotonic() - now
-            self._queues_due_at = now + kernel_read_spacing_s(read_s)
-        return {**self._queue_figures, "kernel_tcp_mem_bytes": read_sockstat()["mem_bytes"]}
+    async def _read_kernel(self) -> None:
+        if self._is_worker:
+            return
+        server_end = next((c.peer for c in self._connections if c.peer is not None), None)
+        if not self._is_local:
+            server_end = None  # not in this network namespace
+        figures, read_s, cpu_s = await asyncio.to_thread(
+            timed_read, functools.partial(self._read_queue_figures, server_end)
+        )
+        self._kernel_read.add(read_s, cpu_s)
+        self._read_ms = round(read_s * 1000, 3)
+        self._queue_figures = figures
+        self._raise_peaks(figures)
 
-    def _read_queue_figures(self) -> dict[str, int]:
-        # Ours by inode; the server's by the exact address our connections reached.
+    def _read_queue_figures(self, server_end: Endpoint | None) -> dict[str, int]:
+        """Ours by inode; the server's by the exact address our connections reached."""
         clients = socket_totals(read_own_sockets(remote=(None, self._uri.port), skmem=False))
         figures = {"client_send_q_bytes": clients.send_q_bytes}
-        server_end = next((c.peer for c in self._connections if c.peer is not None), None)
-        if self._is_local and server_end is not None:  # else not in this namespace
+        if server_end is not None:
             server = socket_totals(read_sockets(local=server_end, skmem=False))
             figures["server_recv_q_bytes"] = server.recv_q_bytes
             figures["server_recv_q_max_bytes"] = server.recv_q_max_bytes
-        self._raise_peaks(figures)
         return figures
 
     async def _read_server_stats(self) -> None:
@@ -458,16 +518,6 @@ class Swarm:
         for connection in connections:
             connection.abort()
         self._connections.clear()
-
-
-def kernel_read_spacing_s(read_s: float) -> float:
-    """How long to reuse socket-table figures whose read took ``read_s`` seconds.
-
-    Long enough that reading costs at most ``KERNEL_READ_SHARE`` of the time, within
-    [``KERNEL_READ_MIN_SPACING_S``, ``KERNEL_READ_MAX_SPACING_S``].
-    """
-    spacing_s = read_s / KERNEL_READ_SHARE
-    return min(KERNEL_READ_MAX_SPACING_S, max(KERNEL_READ_MIN_SPACING_S, spacing_s))
 
 
 def _failure_kind(exc: BaseException) -> str:

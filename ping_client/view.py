@@ -9,9 +9,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ping_client.plan import SwarmPlan
 from ping_client.safety import TCP_MEM_PATH
 
-__all__ = ["LiveLine", "format_bytes", "format_sample", "summary_table"]
+__all__ = ["LiveLine", "describe_plan", "format_bytes", "format_sample", "summary_table"]
 
 
 def format_bytes(value: float) -> str:
@@ -30,6 +31,7 @@ def format_sample(sample: dict[str, Any]) -> str:
     parts = [
         f"t={sample['t_s']:5.0f}s",
         f"connected={sample['connected']}",
+        *([f"failed={sample['connect_failures']}"] if sample.get("connect_failures") else []),
         f"pings={sample['pings_sent']}",
         f"sent={format_bytes(sample['bytes_sent'])}",
         f"blocked={sample['blocked_in_send_s']:.1f}s",
@@ -42,6 +44,10 @@ def format_sample(sample: dict[str, Any]) -> str:
         parts.append(f"server_recv_q={format_bytes(sample['server_recv_q_bytes'])}")
     if "kernel_tcp_mem_bytes" in sample:
         parts.append(f"tcp_mem={format_bytes(sample['kernel_tcp_mem_bytes'])}")
+    if sample.get("kernel_read_ms") is not None:
+        parts.append(f"read={sample['kernel_read_ms']:.1f}ms")
+    if sample.get("processes", 1) > 1:
+        parts.append(f"workers={sample['workers_running']}/{sample['processes']}")
     if not sample["sending"]:
         parts.append("[not sending]")
     return "  ".join(parts)
@@ -71,7 +77,11 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("first close", f"{first['code']} after {first['after_s']:.1f} s" if first else "-"),
         ("server Recv-Q peak", _server_peak(summary)),
         ("client Send-Q peak", _bytes_or_dash(summary["client_send_q_bytes_peak"])),
+        ("kernel read per sample p50 / max", _read_cost(summary.get("kernel_read_ms"))),
+        ("processes", str(summary.get("processes", 1))),
     ]
+    if summary.get("source_addresses"):
+        rows.append(("source addresses", _address_span(summary["source_addresses"])))
     if summary.get("tcp_mem_guard_threshold_from", TCP_MEM_PATH) != TCP_MEM_PATH:
         rows.append(("guard threshold from", summary["tcp_mem_guard_threshold_from"]))
     if summary["tcp_mem_guard_tripped"]:
@@ -88,6 +98,25 @@ def _server_peak(summary: dict[str, Any]) -> str:
     if peak is None:
         return "- (not visible from here)"
     return format_bytes(peak) if source in (None, "kernel") else f"{format_bytes(peak)} ({source})"
+
+
+def describe_plan(plan: SwarmPlan) -> str:
+    """``5000 clients over 2 processes, from 127.0.0.2-127.0.0.3``, and the plan's note."""
+    words = f"{plan.clients} clients over {plan.processes} processes"
+    if plan.source_addresses:
+        words += f", from {_address_span(list(plan.source_addresses))}"
+    return f"{words} ({plan.note})" if plan.note else words
+
+
+def _address_span(addresses: list[str]) -> str:
+    return addresses[0] if len(addresses) == 1 else f"{addresses[0]}-{addresses[-1]}"
+
+
+def _read_cost(cost: dict[str, float] | None) -> str:
+    if not cost:
+        return "-"
+    return (f"{cost['p50_ms']:.1f} / {cost['max_ms']:.1f} ms "
+            f"(CPU {cost['cpu_p50_ms']:.1f} / {cost['cpu_max_ms']:.1f})")  # fmt: skip
 
 
 def _bytes_or_dash(value: int | None) -> str:

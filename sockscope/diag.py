@@ -45,6 +45,7 @@ __all__ = [
     "SocketTotals",
     "compile_filter",
     "dump_request",
+    "ipv4_key",
     "parse_dump",
     "socket_totals",
     "states_mask",
@@ -271,6 +272,8 @@ _FIELDS: dict[str, tuple[Literal["u8", "be16", "u32"], int]] = {
     "family": ("u8", _MSG_AT),
     "state": ("u8", _MSG_AT + 1),
     "local_port": ("be16", _MSG_AT + 4),
+    # An AF_INET socket's local address: its four bytes read as one native u32 (ipv4_key).
+    "local_ipv4": ("u32", _MSG_AT + 8),
     "remote_port": ("be16", _MSG_AT + 6),
     "recv_q": ("u32", _MSG_AT + 56),
     "send_q": ("u32", _MSG_AT + 60),
@@ -313,6 +316,11 @@ class _Run:
             yield _parse_message(self.data, self.offset + index * self.length, self.length)
 
 
+def ipv4_key(address: str) -> int:
+    """An IPv4 address as the ``local_ipv4`` column gives it (its bytes as a native u32)."""
+    return int.from_bytes(ipaddress.IPv4Address(address).packed, sys.byteorder)
+
+
 def _row_column(sock: DiagSocket, field: str) -> int:
     if field in _SKMEM_FIELDS:
         return 0 if sock.skmem is None else int(getattr(sock.skmem, field))
@@ -326,6 +334,7 @@ def _row_column(sock: DiagSocket, field: str) -> int:
         "send_q": sock.send_q_bytes,
         "uid": sock.uid,
         "inode": sock.inode,
+        "local_ipv4": ipv4_key(sock.local[0]) if sock.family == socket.AF_INET else 0,
     }
     return values[field]
 
@@ -334,7 +343,8 @@ class SocketTable:
     """The sockets of one or more dumps, in the order the kernel sent them.
 
     :meth:`column` gives one field of every socket (``state`` as the kernel's number,
-    ports, ``recv_q``, ``send_q``, ``uid``, ``inode``, or a field of :class:`Skmem`);
+    ports, ``recv_q``, ``send_q``, ``uid``, ``inode``, ``local_ipv4`` (see :func:`ipv4_key`),
+    or a field of :class:`Skmem`);
     :meth:`with_inodes` keeps the sockets of one process.
     """
 

@@ -23,6 +23,7 @@ __all__ = [
     "TCP_STATES",
     "QueueTotals",
     "TcpSocket",
+    "parse_port_range",
     "parse_proc_net_tcp",
     "parse_sockstat",
     "parse_tcp_mem",
@@ -122,6 +123,14 @@ def parse_tcp_mem(text: str) -> tuple[int, int, int]:
     """Parse ``/proc/sys/net/ipv4/tcp_mem``: (low, pressure, high) in pages."""
     low, pressure, high = (int(value) for value in text.split())
     return low, pressure, high
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """Parse ``/proc/sys/net/ipv4/ip_local_port_range``: the first and last ephemeral port."""
+    first, last = (int(value) for value in text.split())
+    if not 0 < first <= last <= 0xFFFF:
+        raise ValueError(f"not a port range: {text.strip()!r}")
+    return first, last
 
 
 def percentile(sorted_values: Sequence[float], pct: float) -> float:

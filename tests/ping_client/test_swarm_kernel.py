@@ -1,31 +1,30 @@
-"""The spacing of the swarm's socket-table reads: a bounded share of the time, within limits."""
+"""Every sample of the one-process swarm reads the kernel afresh, and says what it cost."""
+
+from __future__ import annotations
+
+import itertools
 
 import pytest
 
-from ping_client.swarm import (
-    KERNEL_READ_MAX_SPACING_S,
-    KERNEL_READ_MIN_SPACING_S,
-    KERNEL_READ_SHARE,
-    kernel_read_spacing_s,
-)
+from ping_client.swarm import Swarm, SwarmConfig
+from tests.conftest import Launch
+
+pytestmark = pytest.mark.timeout(60)
 
 
-def test_a_cheap_read_is_repeated_at_every_one_second_sample():
-    assert kernel_read_spacing_s(0.001) == KERNEL_READ_MIN_SPACING_S <= 1.0
-
-
-def test_a_costly_read_is_spaced_to_keep_its_share_of_the_time():
-    read_s = 0.1  # about what 10,000 sockets take
-    spacing_s = kernel_read_spacing_s(read_s)
-    assert spacing_s == pytest.approx(read_s / KERNEL_READ_SHARE)
-    assert read_s / spacing_s == pytest.approx(KERNEL_READ_SHARE)
-
-
-def test_a_very_slow_read_is_still_repeated_at_the_longest_spacing():
-    assert kernel_read_spacing_s(5.0) == KERNEL_READ_MAX_SPACING_S
-
-
-def test_spacing_never_shrinks_as_reads_get_slower():
-    reads_s = [0.0, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0]
-    spacings_s = [kernel_read_spacing_s(r) for r in reads_s]
-    assert spacings_s == sorted(spacings_s)
+async def test_every_sample_reads_the_socket_queues_afresh(launch: Launch) -> None:
+    """A non-reading server's Recv-Q grows between any two samples: no figure is reused."""
+    service = launch(READ_HANDLER="off")
+    config = SwarmConfig(url=service.ws_url, clients=3, interval_s=0.05, size_bytes=1024,
+                         duration_s=4.5)  # fmt: skip
+    samples: list[dict] = []
+    summary = await Swarm(config).run(samples.append)
+    connected = [s for s in samples if s["connected"] == 3]
+    assert len(connected) >= 3
+    recv_q = [s["server_recv_q_bytes"] for s in connected]
+    assert all(later > earlier for earlier, later in itertools.pairwise(recv_q)), recv_q
+    assert all(s["kernel_read_ms"] > 0 for s in samples)
+    assert summary["kernel_read_ms"]["samples"] == len(samples)
+    reads = summary["kernel_read_ms"]
+    assert reads["max_ms"] >= reads["p50_ms"] > 0
+    assert reads["cpu_max_ms"] >= reads["cpu_p50_ms"] > 0

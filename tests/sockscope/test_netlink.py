@@ -8,6 +8,7 @@ process must not count as ours.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -18,7 +19,7 @@ import time
 
 import pytest
 
-from sockscope.diag import DiagSocket
+from sockscope.diag import DiagSocket, ipv4_key
 from sockscope.netlink import read_own_sockets, read_sockets
 from tests.utils import SsSocket, ss_sockets
 
@@ -175,3 +176,17 @@ def test_our_own_sockets_leave_out_another_process_with_the_same_ends() -> None:
     assert len(everyone) == 2  # our client and the child's
     assert [s.inode for s in ours] == [our_client]
     assert len(served) == 2  # both accepted ends are ours
+
+
+def test_the_local_ipv4_column_tells_source_addresses_apart() -> None:
+    """Clients of one listener from 127.0.0.2 and 127.0.0.3: the column names each one's."""
+    with socket.create_server(("127.0.0.1", 0)) as listener, contextlib.ExitStack() as stack:
+        for source in ("127.0.0.2", "127.0.0.3", "127.0.0.3"):
+            client = stack.enter_context(socket.socket())
+            client.bind((source, 0))
+            client.connect(listener.getsockname())
+            stack.enter_context(listener.accept()[0])
+        table = read_sockets(remote=listener.getsockname(), families=(socket.AF_INET,))
+        keys = table.column("local_ipv4")
+        assert keys == [ipv4_key(s.local[0]) for s in table.sockets()]
+        assert sorted(keys) == sorted(map(ipv4_key, ("127.0.0.2", "127.0.0.3", "127.0.0.3")))

@@ -4,6 +4,7 @@ import pytest
 
 from sockscope.procfs import (
     TcpSocket,
+    parse_port_range,
     parse_proc_net_tcp,
     parse_sockstat,
     parse_tcp_mem,
@@ -92,3 +93,9 @@ def test_parse_tcp_mem_reads_low_pressure_high():
 )  # fmt: skip
 def test_percentile_is_nearest_rank(values, pct, expected):
     assert percentile(values, pct) == expected
+
+
+def test_port_range_is_the_first_and_last_port():
+    assert parse_port_range("32768\t60999\n") == (32768, 60999)
+    with pytest.raises(ValueError, match="not a port range"):
+        parse_port_range("61000 32768")

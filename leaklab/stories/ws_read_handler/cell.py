@@ -191,7 +191,7 @@ async def _sample_every_second(
 
 async def take_sample(swarm: Swarm, service: ServiceProcess, http: httpx.AsyncClient) -> Sample:
     """Client figures from the swarm, server figures from /stats, skmem from sock_diag."""
-    client = swarm.sample()
+    client = await swarm.read_sample()
     first_close = swarm.stats.first_close
     sample: Sample = {
         "t_s": client["t_s"],
