@@ -187,12 +187,13 @@ class SwarmProcess:
         return summary
 
     def interrupt(self, timeout_s: float = 20.0) -> int | None:
-        """Ctrl-C: the swarm closes its connections and exits (it writes no summary then)."""
+        """Ctrl-C: the swarm closes its connections, writes its summary and exits."""
         return self._child.interrupt(timeout_s)
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after a grace period."""
-        self._child.stop(STOP_GRACE_S)
+    def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
+        """SIGTERM (the swarm closes, merges and writes its summary), then SIGKILL after
+        ``grace_s``; the exit code."""
+        return self._child.stop(grace_s)
 
     def __enter__(self) -> SwarmProcess:
         return self.start()

@@ -18,9 +18,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +25,7 @@ from typing import Any
 import psutil
 
 from bench import profiler
-from bench.children import SwarmProcess
+from bench.children import SwarmProcess, cpu_seconds, host_busy_s
 from bench.figures import median, ratio
 from bench.report import log_dir, print_table, say, write_result
 from bench.run import CpuWindow, medians_by_name, plan_for, repeat, rss_during
@@ -300,19 +297,13 @@ def _tree_rss(pids: list[int]) -> tuple[int, int]:
     return total, count
 
 
-def _start_swarm(
-    url: str, plan: ScalePlan, json_path: Path, log_path: Path
-) -> subprocess.Popen[bytes]:
+def _start_swarm(url: str, plan: ScalePlan, json_path: Path, log_path: Path) -> SwarmProcess:
     duration_s = plan.connect_budget_s + plan.settle_s + plan.window_s + 15.0
-    argv = [sys.executable, "-m", "ping_client", "--url", url,
-            "--clients", str(plan.clients_per_service), "--ramp", f"{plan.ramp_per_s:g}",
-            "--interval", f"{plan.interval_s:g}", "--size", "64", "--duration", f"{duration_s:g}",
-            "--processes", str(plan.processes_per_swarm), "--json-out", str(json_path)]  # fmt: skip
-    with log_path.open("wb") as log:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-        return subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
-        )
+    argv = ["--url", url, "--clients", str(plan.clients_per_service),
+            "--ramp", f"{plan.ramp_per_s:g}", "--interval", f"{plan.interval_s:g}",
+            "--size", "64", "--duration", f"{duration_s:g}",
+            "--processes", str(plan.processes_per_swarm)]  # fmt: skip
+    return SwarmProcess(argv, json_path, log_path).start()
 
 
 def _established(service: ServiceProcess) -> int:
@@ -332,7 +323,7 @@ def run_scale(plan: ScalePlan, logs: Path) -> dict[str, Any]:
     """One run at scale: connect every client, measure a window, Ctrl-C, read the summaries."""
     machine = check_machine(plan)
     services: list[ServiceProcess] = []
-    swarms: list[subprocess.Popen[bytes]] = []
+    swarms: list[SwarmProcess] = []
     max_sessions = str(SCALE_FD_LIMIT - SCALE_SERVICE_FDS)
     try:
         for index in range(plan.services):
@@ -352,7 +343,7 @@ def run_scale(plan: ScalePlan, logs: Path) -> dict[str, Any]:
         while sum(_established(s) for s in services) < total:
             if time.monotonic() - started > plan.connect_budget_s:
                 raise RuntimeError(f"the swarms did not connect {total} in time")
-            if any(swarm.poll() is not None for swarm in swarms):
+            if not all(swarm.is_running() for swarm in swarms):
                 raise RuntimeError("a swarm ended early: see its log in " + str(logs))
             time.sleep(1.0)
         connected_after_s = time.monotonic() - started
@@ -366,15 +357,11 @@ def run_scale(plan: ScalePlan, logs: Path) -> dict[str, Any]:
             time.sleep(min(1.0, max(0.0, end - time.monotonic())))
         t1, cpu1, sv1, h1 = _cpu_now(pids, services)
         c1 = [s.stats(timeout_s=30)["client_messages"] for s in services]
-        for swarm in swarms:
-            # SIGTERM: close, merge, summarize (a one-process swarm writes none on SIGINT)
-            swarm.send_signal(signal.SIGTERM)
-        exit_codes = [swarm.wait(timeout=60) for swarm in swarms]
+        # SIGTERM: close, merge, summarize
+        exit_codes = [swarm.stop(grace_s=60) for swarm in swarms]
     finally:
         for swarm in swarms:
-            if swarm.poll() is None:
-                swarm.kill()
-                swarm.wait()
+            swarm.stop()
         for service in services:
             service.stop()
     elapsed_s = t1 - t0

@@ -211,19 +211,23 @@ def run_swarm(argv: list[str]) -> int:
 
 
 async def run_until_sigterm(swarm: Swarm | Fleet, on_sample: LiveLine) -> dict[str, Any]:
-    """Run the swarm; SIGTERM (``docker stop``) ends it early with a clean close and summary.
-
-    With workers, SIGINT (Ctrl-C) does the same: the workers ignore it and are stopped by
-    the parent, which still merges their summaries.
+    """Run the swarm; SIGTERM (``docker stop``) or Ctrl-C ends it early with a clean close and
+    the summary (with workers, they ignore Ctrl-C and the parent stops them and merges their
+    summaries). A second Ctrl-C interrupts at once, without a summary.
     """
     loop = asyncio.get_running_loop()
-    signals = [signal.SIGTERM] if isinstance(swarm, Swarm) else [signal.SIGTERM, signal.SIGINT]
-    for signum in signals:
-        loop.add_signal_handler(signum, swarm.stop)
+
+    def stop(signum: signal.Signals) -> None:
+        if signum == signal.SIGINT:
+            loop.remove_signal_handler(signal.SIGINT)  # the next Ctrl-C is KeyboardInterrupt
+        swarm.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop, signum)
     try:
         return await swarm.run(on_sample)
     finally:
-        for signum in signals:
+        for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
 
 
