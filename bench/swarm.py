@@ -443,4 +443,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.swarm")
     parser.add_argument("part", choices=("scale",))
     parser.add_argument("--quick", action="store_true")
-    scale(parser.parse_args().quick)
+    parser.add_argument(
+        "--sink", action="store_true", help="40,000 connections pinging sinks once a second"
+    )
+    args = parser.parse_args()
+    if args.sink:
+        from bench.swarm_sink import sink_scale
+
+        sink_scale(args.quick)
+    else:
+        scale(args.quick)
