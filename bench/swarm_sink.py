@@ -9,7 +9,9 @@ connections each; one ``ping-swarm --processes N`` per sink (a swarm aims at one
 Each run waits until the kernel holds every connection (the sinks' ESTABLISHED sockets by
 exact address), settles, and measures a window: CPU (user + system) of every process of the
 swarm trees and of the sinks, the trees' RSS once a second (median), and the bytes that
-reached the sinks, turned into pings by the size of one masked client frame. Then SIGTERM:
+reached the sinks (read, plus waiting in their Recv-Q: a sink behind on a busy machine
+must not lower the figure, nor its catching up raise it), turned into pings by the size of one
+masked client frame. Then SIGTERM:
 the swarms close (the sinks answer no close frame: each client aborts after its 2 s close
 timeout), merge and write their summaries (the parents' kernel read per sample).
 
@@ -42,6 +44,7 @@ from bench.swarm import (
     check_machine,
 )
 from ping_client.plan import split
+from sockscope.diag import SocketTable, socket_totals
 from sockscope.netlink import read_sockets
 
 
@@ -64,10 +67,20 @@ SINK = SinkPlan(3, 40_000, 1, 700.0, 3.0, 15.0, 90.0, ((10.0, 64), (1.0, 64), (1
 SINK_QUICK = SinkPlan(3, 3_000, 1, 500.0, 1.0, 4.0, 30.0, ((10.0, 64), (1.0, 64)), 2)
 
 
-def _established(sink: SinkProcess) -> int:
+def _sink_sockets(sink: SinkProcess) -> SocketTable:
+    """The sink's connections, by its exact address (other programs use loopback too)."""
     assert sink.port is not None
     local = (sink.host, sink.port)
-    return len(read_sockets(local=local, states=("ESTABLISHED",), skmem=False))
+    return read_sockets(local=local, states=("ESTABLISHED",), skmem=False)
+
+
+def _established(sink: SinkProcess) -> int:
+    return len(_sink_sockets(sink))
+
+
+def _arrived_bytes(sink: SinkProcess) -> int:
+    """Bytes that reached the sink: those it read, and those waiting in its Recv-Q."""
+    return sink.counters()["bytes_received"] + socket_totals(_sink_sockets(sink)).recv_q_bytes
 
 
 def _start_swarm(url: str, clients: int, plan: SinkPlan, interval_s: float, size_bytes: int,
@@ -87,7 +100,7 @@ def _now(pids: list[int], sinks: list[SinkProcess]) -> dict[str, float]:
         "swarm_s": _tree_cpu_s(pids),
         "sink_s": sum(cpu_seconds(s.pid) for s in sinks if s.pid is not None),
         "host_s": host_busy_s(),
-        "bytes": float(sum(s.counters()["bytes_received"] for s in sinks)),
+        "bytes": float(sum(_arrived_bytes(s) for s in sinks)),
     }
 
 
