@@ -19,6 +19,7 @@ from bench.sink_server import (
     parse_head,
     upgrade_response,
 )
+from ping_client.server_stats import ServerStats
 from tests.utils import wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -111,3 +112,18 @@ def test_the_swarm_pings_the_sink(tmp_path: Path) -> None:
     # Every ping arrived, and one close frame (2-byte code) per client.
     frames = summary["pings_sent"] * client_frame_bytes(size)
     assert counters["bytes_received"] == frames + clients * client_frame_bytes(2)
+
+
+async def test_a_swarm_reading_the_sinks_stats_gets_no_figures_and_no_error(
+    tmp_path: Path,
+) -> None:
+    """A swarm that cannot see the sink's sockets asks its /stats: no queue figures there
+    (or no /stats at all) leaves the server figures unknown, nothing fails."""
+    with SinkProcess(tmp_path / "sink.log") as sink:
+        for path in ("/stats", "/no-stats-here"):
+            reader = ServerStats(f"http://127.0.0.1:{sink.port}{path}")
+            try:
+                assert await reader.read() is None
+            finally:
+                await reader.aclose()
+        assert sink.counters()["refused"] == 1  # the 404
