@@ -426,13 +426,13 @@ def scale(quick: bool) -> dict[str, Any]:
     per swarm, so the difference is the workers' own cost.
     """
     plan = SCALE_QUICK if quick else SCALE
-    results = {}
+    results: dict[str, Any] = {}
     for processes in (plan.processes_per_swarm, 1):
         this = dataclasses.replace(plan, processes_per_swarm=processes)
         say(f"swarm at scale: {this.services} x {this.clients_per_service} connections, "
             f"--processes {processes} each")  # fmt: skip
         result = run_scale(this, log_dir(f"swarm-scale-{processes}"))
-        results[processes] = {"result": result, "verdict": report_scale(this, result, quick)}
+        results[str(processes)] = {"result": result, "verdict": report_scale(this, result, quick)}
     write_result("swarm-scale", quick, {"plan": dataclasses.asdict(plan), "runs": results})
     return results
 
