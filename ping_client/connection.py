@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 
 from websockets.client import ClientProtocol
@@ -62,6 +63,9 @@ class PingConnection(asyncio.Protocol):
         self.closed: asyncio.Future[None] = loop.create_future()
         self.keepalive_sent_at: float | None = None
         self.keepalive_due_from = time.monotonic()
+        # The inode of the socket while this process holds its fd: how the swarm finds its
+        # own sockets in the kernel's table without an fstat per fd at every sample.
+        self.inode: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -89,6 +93,9 @@ class PingConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.inode = os.fstat(sock.fileno()).st_ino
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER_BYTES)
         self._protocol.send_request(self._protocol.connect())
         self._flush()
@@ -105,6 +112,7 @@ class PingConnection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.inode = None  # the transport has closed the fd
         if self._close_timer is not None:
             self._close_timer.cancel()
         self.resume_writing()

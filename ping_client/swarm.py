@@ -11,8 +11,9 @@ period, and with ``client_lifetime_s`` the ticker closes each client normally on
 lifetime is over (see :mod:`ping_client.churn`): clients come and go, as in production.
 
 A sample's socket queues come from netlink sock_diag (:mod:`sockscope.netlink`), filtered in
-the kernel: the swarm's own client sockets (by the inodes of its fds, whatever their source
-address) and the server's sockets (by the exact address and port the clients are connected
+the kernel: the swarm's own client sockets (by their inodes, which each connection notes when
+it connects: no ``fstat`` per fd at every sample; whatever their source address) and the
+server's sockets (by the exact address and port the clients are connected
 to), never by port number alone. Every sample reads them fresh, in a thread (the netlink
 ``recv`` releases the GIL), and the read's own cost is part of the sample
 (``kernel_read_ms``) and of the summary. Host TCP memory (``/proc/net/sockstat``, a few
@@ -51,7 +52,7 @@ from ping_client.server_stats import ServerStats, stats_url
 from ping_client.stats import ReadCost, SwarmStats, summarize, timed_read
 from sockscope.diag import Endpoint, socket_totals
 from sockscope.kernel import read_sockstat
-from sockscope.netlink import read_own_sockets, read_sockets
+from sockscope.netlink import read_sockets
 from sockscope.schedule import every
 
 __all__ = [
@@ -461,17 +462,20 @@ class Swarm:
         server_end = next((c.peer for c in self._connections if c.peer is not None), None)
         if not self._is_local:
             server_end = None  # not in this network namespace
+        inodes = {c.inode for c in self._connections if c.inode is not None}
         figures, read_s, cpu_s = await asyncio.to_thread(
-            timed_read, functools.partial(self._read_queue_figures, server_end)
+            timed_read, functools.partial(self._read_queue_figures, server_end, inodes)
         )
         self._kernel_read.add(read_s, cpu_s)
         self._read_ms = round(read_s * 1000, 3)
         self._queue_figures = figures
         self._raise_peaks(figures)
 
-    def _read_queue_figures(self, server_end: Endpoint | None) -> dict[str, int]:
-        """Ours by inode; the server's by the exact address our connections reached."""
-        clients = socket_totals(read_own_sockets(remote=(None, self._uri.port), skmem=False))
+    def _read_queue_figures(self, server_end: Endpoint | None, inodes: set[int]) -> dict[str, int]:
+        """Ours by the inodes of our connections' sockets (taken as each one connected); the
+        server's by the exact address our connections reached."""
+        ours = read_sockets(remote=(None, self._uri.port), skmem=False).with_inodes(inodes)
+        clients = socket_totals(ours)
         figures = {"client_send_q_bytes": clients.send_q_bytes}
         if server_end is not None:
             server = socket_totals(read_sockets(local=server_end, skmem=False))
