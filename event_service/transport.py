@@ -27,6 +27,7 @@ __all__ = [
     "TransportTap",
     "abort",
     "cap_send_buffer",
+    "tap_transport",
     "transport_of",
     "unacked_bytes",
     "unsent_bytes",
@@ -47,12 +48,17 @@ class TransportTap:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            protocol = getattr(send, "__self__", None)
-            transport = getattr(protocol, "transport", None)
-            # uvloop's transports do not derive from asyncio.Transport: look at what it does.
-            if hasattr(transport, "get_write_buffer_size") and hasattr(transport, "abort"):
-                scope.setdefault("extensions", {})[SCOPE_KEY] = transport
+            tap_transport(scope, send)
         await self.app(scope, receive, send)
+
+
+def tap_transport(scope: Scope, send: Send) -> None:
+    """Store the transport of the server protocol ``send`` is bound to in ``scope``, if any."""
+    protocol = getattr(send, "__self__", None)
+    transport = getattr(protocol, "transport", None)
+    # uvloop's transports do not derive from asyncio.Transport: look at what it does.
+    if hasattr(transport, "get_write_buffer_size") and hasattr(transport, "abort"):
+        scope.setdefault("extensions", {})[SCOPE_KEY] = transport
 
 
 def transport_of(scope: Any) -> asyncio.Transport | None:

@@ -27,6 +27,7 @@ from uvicorn.server import ServerState
 from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
 from websockets.protocol import OPEN
 from websockets.uri import parse_uri
 
@@ -197,8 +198,20 @@ async def test_the_handshake_is_forgotten_once_accepted() -> None:
     """uvicorn reads request and response only until the accept: the direct path drops them."""
     async with connection() as conn:
         assert conn.protocol.request is None and conn.protocol.response is None
+        # The scope's copy of the headers is left whole for the app.
+        assert any(name.lower() == b"sec-websocket-key" for name, _ in conn.scope["headers"])
     async with connection(GuardedWebSocketsSansIO) as conn:
         assert conn.protocol.request is not None  # the plain path keeps uvicorn's ways
+        assert "Sec-WebSocket-Key" in conn.protocol.request.headers
+
+
+async def test_the_direct_path_empties_the_request_websockets_parser_keeps() -> None:
+    """websockets' parser generator holds the request as a local: its headers are emptied."""
+    async with connection() as conn:
+        parser = conn.protocol.conn.parser
+        held = [v for v in parser.gi_frame.f_locals.values() if isinstance(v, Request)]
+        assert held, "websockets' parser no longer holds the request: the clear can go"
+        assert all(len(request.headers) == 0 for request in held)
 
 
 async def test_the_asgi_path_offers_no_sink() -> None:
