@@ -68,6 +68,8 @@ FRAME_SINK_KEY = "event_service.frame_sink"
 
 Fanout = Literal["asgi", "direct"]
 T = TypeVar("T")
+_OPEN = State.OPEN
+_WRITTEN, _PAUSED, _CLOSED = Write.WRITTEN, Write.PAUSED, Write.CLOSED
 
 
 def fanout_in_effect(
@@ -204,23 +206,24 @@ class DirectFanoutProtocol(GuardedWebSocketsSansIO):
 
     def write_frames(self, frames: bytes, events: Sequence[Event]) -> Write:
         """Write ``events`` in one write, now, unless the transport is paused or closed."""
+        # Once per delivery: module constants, not enum attributes (slow on Python 3.11).
         conn = self.conn
-        if conn.state is not State.OPEN or self.close_sent or self.disconnected:
-            return Write.CLOSED
+        if self.close_sent or self.disconnected or conn.state is not _OPEN:
+            return _CLOSED
         transport = self.transport
         if transport.is_closing():
-            return Write.CLOSED
+            return _CLOSED
         if not self.writable.is_set():
-            return Write.PAUSED
+            return _PAUSED
         if conn.extensions:  # its own frames, through its compression context, in order
             for event in events:
                 conn.send_text(event.text.encode())
             transport.write(b"".join(conn.data_to_send()))
-            return Write.WRITTEN
+            return _WRITTEN
         if conn.writes:  # never seen: uvicorn writes what it queues at once
             transport.write(b"".join(conn.data_to_send()))
         transport.write(frames)
-        return Write.WRITTEN
+        return _WRITTEN
 
     def call_when_writable(self, callback: Callable[[], object]) -> None:
         """Call ``callback`` once, when the transport takes writes again or is lost."""
