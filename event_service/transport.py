@@ -3,7 +3,8 @@
 ASGI gives an app no handle on its connection, but the slow-consumer budget has to count the
 bytes waiting in uvicorn's transport buffer and in the kernel's send queue, and a session that
 cannot be closed politely has to be aborted. :class:`TransportTap` is a pure ASGI middleware
-that finds the transport and puts it in the connection's scope.
+that finds the transport and puts it in the connection's scope (:func:`tap_transport`, which
+the direct fan-out's sessions, served before FastAPI's stack, call themselves).
 
 What it relies on (checked by the tests for every ``WS_IMPL``): uvicorn calls the app with
 ``send`` bound to its protocol object, and that object has the asyncio ``transport``
