@@ -33,7 +33,7 @@ WS_PATH = "/ws"
 POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 
-logger = logging.getLogger("event_service.routes")
+logger = logging.getLogger("event_service.ws_endpoint")
 
 
 async def serve_subscriber(websocket: WebSocket, events: str | None) -> None:
