@@ -1,9 +1,10 @@
 """Who may open a WebSocket session: the Origin allow-list, the optional token, the session cap.
 
-Pure decisions over the handshake's headers and the current count; the route turns a
-:class:`Refusal` into an HTTP answer before the handshake completes. The cap keeps fds free
-for ``/healthz``, ``/stats`` and ``/metrics`` however many clients pile up, leaked ones
-included (the missing handler's dead sessions hold their fds too).
+Pure decisions over the handshake's headers and the current count; the endpoint
+(:mod:`event_service.ws_endpoint`) turns a :class:`Refusal` into an HTTP answer before the
+handshake completes. The cap keeps fds free for ``/healthz``, ``/stats`` and ``/metrics``
+however many clients pile up, leaked ones included (the missing handler's dead sessions hold
+their fds too).
 """
 
 from __future__ import annotations

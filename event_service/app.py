@@ -1,4 +1,8 @@
-"""The FastAPI app: built by :func:`create_app`, its resources owned by the lifespan."""
+"""The service's ASGI app: built by :func:`create_app`, its resources owned by the lifespan.
+
+It is a FastAPI app behind :class:`~event_service.ws_endpoint.LeanApp`, which serves the
+``/ws`` sessions of the direct fan-out before FastAPI's stack (the asgi path goes through it).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from event_service.session import READ_HANDLERS
 from event_service.settings import Settings, session_cap
 from event_service.sources import make_source
 from event_service.transport import TransportTap
+from event_service.ws_endpoint import LeanApp
 
 __all__ = ["REFUSAL_LOG_EVERY_S", "create_app", "stop_sessions"]
 
@@ -32,7 +37,7 @@ REFUSAL_LOG_EVERY_S = 10.0
 logger = logging.getLogger("event_service")
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> LeanApp:
     """Build the event router for ``settings``; nothing starts until the lifespan runs."""
 
     @contextlib.asynccontextmanager
@@ -97,7 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="event-service", lifespan=lifespan)
     app.include_router(router)
     app.add_middleware(TransportTap)
-    return app
+    return LeanApp(app)
 
 
 def stop_sessions(app: Any) -> Hub | None:

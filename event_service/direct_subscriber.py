@@ -45,6 +45,10 @@ class FrameSink(Protocol):
         """Call ``callback`` once, when the transport takes writes again or is lost."""
 
 
+# Compared once per delivery: module constants, not enum attributes (slow on Python 3.11).
+_WRITTEN, _CLOSED = Write.WRITTEN, Write.CLOSED
+
+
 def text_frame(text: str) -> bytes:
     """A server's unmasked, unfragmented text frame of ``text``: what every subscriber gets."""
     return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
@@ -134,10 +138,10 @@ class DirectSubscriber:
             return
         if self._backlog is None:
             result = self._sink.write_frames(frames, events)
-            if result is Write.WRITTEN:
+            if result is _WRITTEN:
                 self._counters.events_delivered += len(events)
                 return
-            if result is Write.CLOSED:
+            if result is _CLOSED:
                 self._finish("lost")
                 return
             self._backlog = deque(maxlen=self._queue_size)

@@ -291,17 +291,23 @@ class Hub:
             return
         self._counters.fanout_batches += 1
         frames = [text_frame(event.text) for event in batch]
-        selections: dict[frozenset[str] | None, tuple[bytes, Sequence[Event]]] = {
-            None: (b"".join(frames), batch)
-        }
+        everything = b"".join(frames)
+        # The frames of each subscription other than "every type", joined once.
+        selections: dict[frozenset[str], tuple[bytes, Sequence[Event]]] = {}
         dropped = slow = 0
+        events: Sequence[Event]
+        # Once per delivery: locals, no lookups the common case does not need.
         for subscriber in self._direct:
-            selection = selections.get(subscriber.types)
-            if selection is None:
-                selection = selections[subscriber.types] = _select(subscriber, batch, frames)
-            data, events = selection
-            if not events:
-                continue
+            types = subscriber.types
+            if types is None:
+                data, events = everything, batch
+            else:
+                selection = selections.get(types)
+                if selection is None:
+                    selection = selections[types] = _select(subscriber, batch, frames)
+                data, events = selection
+                if not events:
+                    continue
             if not subscriber.is_slow:
                 subscriber.deliver(data, events)
                 if not subscriber.is_slow:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -12,19 +11,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
-from starlette.websockets import WebSocketDisconnect
 
-from event_service.admission import Refusal, bearer_token, token_matches
-from event_service.direct_fanout import frame_sink_of
-from event_service.errors import InvalidSubscription
-from event_service.events import make_event, parse_subscription
+from event_service.admission import bearer_token, token_matches
+from event_service.events import make_event
 from event_service.metrics import CONTENT_TYPE, render_metrics
 from event_service.snapshot import ObservedFigures, ServiceSnapshot
 from event_service.sources import READY_STATES, SourceUnavailable
+from event_service.ws_endpoint import WS_PATH, serve_subscriber
 from sockscope.tasks import render_dump
-
-POLICY_VIOLATION = 1008
-INTERNAL_ERROR = 1011
 
 logger = logging.getLogger("event_service.routes")
 router = APIRouter()
@@ -43,60 +37,10 @@ def require_admin(request: Request) -> None:
         raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
 
 
-@router.websocket("/ws")
+@router.websocket(WS_PATH)
 async def subscribe(websocket: WebSocket, events: str | None = None) -> None:
     """Subscribe to events of the types in ``?events=a,b`` (every type without it)."""
-    state = websocket.app.state
-    admission = state.admission
-    refusal = admission.check(websocket.headers, websocket.query_params.get("token"))
-    if refusal is not None:
-        await _refuse(websocket, refusal)
-        return
-    admission.active += 1
-    try:
-        await websocket.accept()
-        try:
-            types = parse_subscription(events)
-        except InvalidSubscription as exc:
-            await websocket.close(POLICY_VIOLATION, str(exc))
-            return
-        await _serve(websocket, types)
-    finally:
-        admission.active -= 1
-
-
-async def _serve(websocket: WebSocket, types: frozenset[str] | None) -> None:
-    state = websocket.app.state
-    # With FANOUT=direct the server offers the connection as a frame sink: the hub writes.
-    subscriber = state.hub.subscribe(types, frame_sink_of(websocket.scope))
-    try:
-        await state.handler(websocket, subscriber, state.counters)
-    except Exception:
-        logger.exception("session failed")
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await websocket.close(INTERNAL_ERROR, "internal error")
-    finally:
-        state.hub.unsubscribe(subscriber)
-
-
-async def _refuse(websocket: WebSocket, refusal: Refusal) -> None:
-    """Answer a refused handshake over HTTP, before it completes (a server without the
-    denial-response extension can only say 403)."""
-    state = websocket.app.state
-    state.counters.sessions_refused += 1
-    state.refusal_log.log(
-        time.monotonic(),
-        "session refused status=%d reason=%r active=%d cap=%d",
-        refusal.status,
-        refusal.reason,
-        state.admission.active,
-        state.admission.cap,
-    )
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        response = PlainTextResponse(refusal.reason, refusal.status, headers=refusal.headers)
-        await websocket.send_denial_response(response)
-    else:
-        await websocket.close(POLICY_VIOLATION, refusal.reason)
+    await serve_subscriber(websocket, events)
 
 
 @router.post("/events", status_code=202, dependencies=[Depends(require_admin)])

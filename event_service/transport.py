@@ -3,7 +3,8 @@
 ASGI gives an app no handle on its connection, but the slow-consumer budget has to count the
 bytes waiting in uvicorn's transport buffer and in the kernel's send queue, and a session that
 cannot be closed politely has to be aborted. :class:`TransportTap` is a pure ASGI middleware
-that finds the transport and puts it in the connection's scope.
+that finds the transport and puts it in the connection's scope (:func:`tap_transport`, which
+the direct fan-out's sessions, served before FastAPI's stack, call themselves).
 
 What it relies on (checked by the tests for every ``WS_IMPL``): uvicorn calls the app with
 ``send`` bound to its protocol object, and that object has the asyncio ``transport``
@@ -27,6 +28,7 @@ __all__ = [
     "TransportTap",
     "abort",
     "cap_send_buffer",
+    "tap_transport",
     "transport_of",
     "unacked_bytes",
     "unsent_bytes",
@@ -47,12 +49,17 @@ class TransportTap:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            protocol = getattr(send, "__self__", None)
-            transport = getattr(protocol, "transport", None)
-            # uvloop's transports do not derive from asyncio.Transport: look at what it does.
-            if hasattr(transport, "get_write_buffer_size") and hasattr(transport, "abort"):
-                scope.setdefault("extensions", {})[SCOPE_KEY] = transport
+            tap_transport(scope, send)
         await self.app(scope, receive, send)
+
+
+def tap_transport(scope: Scope, send: Send) -> None:
+    """Store the transport of the server protocol ``send`` is bound to in ``scope``, if any."""
+    protocol = getattr(send, "__self__", None)
+    transport = getattr(protocol, "transport", None)
+    # uvloop's transports do not derive from asyncio.Transport: look at what it does.
+    if hasattr(transport, "get_write_buffer_size") and hasattr(transport, "abort"):
+        scope.setdefault("extensions", {})[SCOPE_KEY] = transport
 
 
 def transport_of(scope: Any) -> asyncio.Transport | None:

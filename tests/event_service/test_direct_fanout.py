@@ -27,12 +27,15 @@ from uvicorn.server import ServerState
 from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
 from websockets.protocol import OPEN
 from websockets.uri import parse_uri
 
 from event_service.direct_fanout import (
     FRAME_SINK_KEY,
     DirectFanoutProtocol,
+    Flag,
+    ReceiveQueue,
     fanout_in_effect,
     frame_sink_of,
 )
@@ -197,8 +200,71 @@ async def test_the_handshake_is_forgotten_once_accepted() -> None:
     """uvicorn reads request and response only until the accept: the direct path drops them."""
     async with connection() as conn:
         assert conn.protocol.request is None and conn.protocol.response is None
+        # The scope's copy of the headers is left whole for the app.
+        assert any(name.lower() == b"sec-websocket-key" for name, _ in conn.scope["headers"])
     async with connection(GuardedWebSocketsSansIO) as conn:
         assert conn.protocol.request is not None  # the plain path keeps uvicorn's ways
+        assert "Sec-WebSocket-Key" in conn.protocol.request.headers
+
+
+async def test_the_direct_path_empties_the_request_websockets_parser_keeps() -> None:
+    """websockets' parser generator holds the request as a local: its headers are emptied."""
+    async with connection() as conn:
+        parser = conn.protocol.conn.parser
+        held = [v for v in parser.gi_frame.f_locals.values() if isinstance(v, Request)]
+        assert held, "websockets' parser no longer holds the request: the clear can go"
+        assert all(len(request.headers) == 0 for request in held)
+
+
+async def test_the_receive_queue_keeps_order_and_wakes_its_reader() -> None:
+    """What uvicorn needs of its asyncio.Queue: FIFO, a reader parked until an item comes."""
+    queue: ReceiveQueue[int] = ReceiveQueue()
+    assert queue.empty()
+    reader = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    assert not reader.done()
+    queue.put_nowait(1)
+    queue.put_nowait(2)
+    assert await asyncio.wait_for(reader, 1) == 1
+    assert not queue.empty()
+    assert await queue.get() == 2
+    assert queue.empty()
+
+
+async def test_a_reader_cancelled_after_its_wake_up_leaves_the_item_to_the_next() -> None:
+    queue: ReceiveQueue[str] = ReceiveQueue()
+    first = asyncio.create_task(queue.get())
+    second = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait("only")
+    first.cancel()  # woken and cancelled before it runs
+    assert await asyncio.wait_for(second, 1) == "only"
+    assert first.cancelled()
+
+
+async def test_the_flag_is_what_uvicorn_uses_of_an_event() -> None:
+    flag = Flag()
+    assert not flag.is_set()
+    waiters = [asyncio.create_task(flag.wait()) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiters)
+    flag.set()
+    assert await asyncio.wait_for(asyncio.gather(*waiters), 1) == [True, True]
+    flag.clear()
+    assert not flag.is_set()
+    flag.set()
+    assert await flag.wait() is True
+
+
+async def test_the_direct_protocol_uses_the_lean_queue_and_flag() -> None:
+    """And the session still reads through them: the handshake's connect came via the queue."""
+    async with connection() as conn:
+        assert isinstance(conn.protocol.queue, ReceiveQueue)
+        assert isinstance(conn.protocol.writable, Flag) and conn.protocol.writable.is_set()
+        conn.protocol.pause_writing()
+        assert not conn.protocol.writable.is_set()
+        conn.protocol.resume_writing()
+        assert conn.protocol.writable.is_set()
 
 
 async def test_the_asgi_path_offers_no_sink() -> None:

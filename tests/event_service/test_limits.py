@@ -265,6 +265,7 @@ async def test_admin_token_guards_publish_stats_and_metrics_but_not_health(
     assert TOKEN not in service.log_path.read_text()
 
 
+@BOTH_FANOUTS
 async def test_ws_token_and_origin_allow_list(launch: Launch) -> None:
     service = launch(WS_TOKEN=TOKEN, WS_ORIGINS="https://app.example.com")
     opts = {"ping_interval": None, "compression": None, "proxy": None}
