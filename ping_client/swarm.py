@@ -385,18 +385,13 @@ class Swarm:
         )
 
     async def _send_pings(self) -> None:
-        # Not sockscope.schedule.every: it skips ticks missed entirely, and a skipped slot
-        # would leave its clients without a ping that round. A late ticker catches up.
-        loop = asyncio.get_running_loop()
+        # Missed slots are caught up: a skipped one would leave its clients without a ping
+        # that round.
         slots = max(1, round(self.config.interval_s / TICK_S))
-        tick_s = self.config.interval_s / slots
         control = self.config.ping_kind == "control"
         as_text = self.config.payload == "text"
-        deadline = loop.time()
         slot = 0
-        while True:
-            deadline += tick_s
-            await asyncio.sleep(max(0.0, deadline - loop.time()))
+        async for _ in every(self.config.interval_s / slots, missed="catch-up"):
             self._leave_due()
             if not self._sending:
                 continue
