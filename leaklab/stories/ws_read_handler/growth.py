@@ -24,6 +24,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from leaklab.stories.ws_read_handler.sample import ReadHandlerSample
 from leaklab.stories.ws_read_handler.verdict import cell_figures, figure
 from leaklab.story import CellResult, Verdict
 
@@ -90,7 +91,7 @@ def linear_fit(points: Sequence[tuple[float, float]]) -> Fit:
     return Fit(slope * 60, r2, n)
 
 
-def dead_sessions(sample: dict[str, Any]) -> int | None:
+def dead_sessions(sample: ReadHandlerSample) -> int | None:
     """Sessions the service has registered whose client is gone (never below 0); None if
     the sample lacks the service's or the swarm's count."""
     sessions, active = figure(sample, "server.connections"), sample.get("active")
@@ -99,7 +100,7 @@ def dead_sessions(sample: dict[str, Any]) -> int | None:
     return max(0, int(sessions) - int(active))
 
 
-def _fit_window(samples: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _fit_window(samples: Sequence[ReadHandlerSample]) -> list[ReadHandlerSample]:
     """The samples taken while the swarm churned, from its first departure on."""
     return [
         s for s in samples
@@ -107,7 +108,7 @@ def _fit_window(samples: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def churn_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def churn_figures(samples: Sequence[ReadHandlerSample]) -> dict[str, Any]:
     """Dead sessions and Recv-Q over the churn: fits, values at the end, sockets by state."""
     window = _fit_window(samples)
     dead = [(s["t_s"], float(d)) for s in window if (d := dead_sessions(s)) is not None]
@@ -167,7 +168,7 @@ def judge_churn(figures: dict[str, Any]) -> tuple[Verdict, str]:
     )
 
 
-def judge_churn_cell(samples: Sequence[dict[str, Any]]) -> CellResult:
+def judge_churn_cell(samples: Sequence[ReadHandlerSample]) -> CellResult:
     """A churn cell's figures (the static ones too, for the shared columns) and verdict."""
     # Its clients subscribe to a type nobody publishes: no event can be lost.
     figures = {**cell_figures(samples), **churn_figures(samples), "events_lost": None}

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from leaklab.stories.ws_read_handler.sample import ReadHandlerSample
 from leaklab.stories.ws_read_handler.verdict import cell_figures, figure
 from leaklab.story import CellResult, Verdict
 
@@ -35,7 +36,7 @@ VANISHED_RULES = (
 )
 
 
-def vanished_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def vanished_figures(samples: Sequence[ReadHandlerSample]) -> dict[str, Any]:
     """Sessions at the link-down and after it, when they were reaped, sockets by state."""
     down_at = next((s["link_down_at_s"] for s in samples if s.get("link_down_at_s") is not None),
                    None)  # fmt: skip
@@ -49,15 +50,16 @@ def vanished_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
          if at_down and down_at is not None and v <= REAPED_SHARE * at_down),
         None,
     )  # fmt: skip
-    last = after[-1][2] if after else {}
+    last = after[-1][2] if after else None
+    states = {} if last is None else dict(last.get("sockets_by_state") or {})
     return {
         "link_down_at_s": down_at,
         "sessions_at_link_down": at_down,
         "sessions_end": after[-1][1] if after else None,
         "observed_after_down_s": round(after[-1][0] - down_at, 1) if after and down_at else 0.0,
         "reaped_after_s": reaped_after_s,
-        "sockets_by_state_end": dict(last.get("sockets_by_state") or {}),
-        "send_q_end_bytes": last.get("sockets_send_q_bytes"),
+        "sockets_by_state_end": states,
+        "send_q_end_bytes": None if last is None else last.get("sockets_send_q_bytes"),
         "tcp_retries2": next((s["tcp_retries2"] for s in samples if "tcp_retries2" in s), None),
     }
 
@@ -87,7 +89,7 @@ def judge_vanished(figures: dict[str, Any]) -> tuple[Verdict, str]:
     )
 
 
-def judge_vanished_cell(samples: Sequence[dict[str, Any]]) -> CellResult:
+def judge_vanished_cell(samples: Sequence[ReadHandlerSample]) -> CellResult:
     """A vanished-client cell's figures (the static ones too, for the shared columns) and
     verdict."""
     # The clients are out of the lab's reach: what they received is not known.
