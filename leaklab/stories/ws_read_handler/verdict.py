@@ -17,9 +17,9 @@ The thresholds are explicit constants, and the same rules judge every cell:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
-from leaklab.stories.ws_read_handler.sample import ReadHandlerSample
+from leaklab.stories.ws_read_handler.sample import FirstClose, ReadHandlerSample
 from leaklab.story import CellResult, Verdict
 
 BACKLOG_BYTES = 64 * 1024
@@ -37,6 +37,29 @@ RULES = (
     "messages without a backlog yet, or a backlog that drained, is said in the verdict); "
     "**unknown** when no sample carried the server's figures"
 )
+
+
+class CellFigures(TypedDict):
+    """The figures of one cell (every shape has them; summary.json's ``figures``)."""
+
+    samples: int
+    duration_s: float
+    kernel_mem_growth_mb_per_min: float
+    held_growth_mb_per_min: float
+    held_peak_bytes: int
+    held_end_bytes: int
+    recv_q_peak_bytes: int
+    recv_q_sum_peak_bytes: int
+    rss_change_bytes: int
+    closes: dict[str, int]
+    first_close: FirstClose | None
+    first_keepalive_close_s: float | None
+    stats_samples: int
+    recv_q_end_bytes: int
+    skmem_r_peak_bytes: int
+    events_lost: int | None  # None where it cannot be known (churn and vanished cells)
+    client_messages_sent: int | None
+    client_messages_drained: int | None
 
 
 def slope_per_min(points: Iterable[tuple[float, float]]) -> float:
@@ -112,7 +135,7 @@ def _last(samples: Sequence[ReadHandlerSample], key: str) -> int | None:
     return next((int(v) for s in reversed(samples) if (v := figure(s, key)) is not None), None)
 
 
-def cell_figures(samples: Sequence[ReadHandlerSample]) -> dict[str, Any]:
+def cell_figures(samples: Sequence[ReadHandlerSample]) -> CellFigures:
     """The figures of one cell: growth, peaks, RSS change, first close, events lost."""
     held = [(s["t_s"], h) for s in samples if "t_s" in s and (h := held_bytes(s)) is not None]
     rss = series(samples, "server.rss_bytes")
@@ -153,7 +176,7 @@ def cell_figures(samples: Sequence[ReadHandlerSample]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def judge(figures: dict[str, Any], *, data_messages: bool = True) -> tuple[Verdict, str]:
+def judge(figures: CellFigures, *, data_messages: bool = True) -> tuple[Verdict, str]:
     """The verdict (one of ``VERDICTS``) and a sentence saying why, in plain words.
 
     ``data_messages``: the clients sent data messages (not control frames), which the app
@@ -199,4 +222,4 @@ def judge_cell(samples: Sequence[ReadHandlerSample], *, data_messages: bool) -> 
     """The figures of one cell's samples and the verdict the rules give them."""
     figures = cell_figures(samples)
     verdict, reason = judge(figures, data_messages=data_messages)
-    return {"figures": figures, "verdict": verdict, "reason": reason}
+    return {"figures": {**figures}, "verdict": verdict, "reason": reason}
