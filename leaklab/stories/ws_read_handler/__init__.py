@@ -20,7 +20,17 @@ from leaklab.stories.ws_read_handler.sample import ReadHandlerSample
 from leaklab.stories.ws_read_handler.vanished import VANISHED_RULES, judge_vanished_cell
 from leaklab.stories.ws_read_handler.vanished_cell import run_vanished_cell
 from leaklab.stories.ws_read_handler.verdict import RULES, figure, judge_cell
-from leaklab.story import CellResult, CellRun, Chart, Column, LabOptions, Sample, Scope, Verdict
+from leaklab.story import (
+    CellResult,
+    CellRun,
+    Chart,
+    Column,
+    LabOptions,
+    Sample,
+    Scope,
+    Story,
+    Verdict,
+)
 from leaklab.taskdump import last_task_groups
 from ping_client.view import format_bytes
 
@@ -110,8 +120,8 @@ class ReadHandlerStory:
     title = "The missing WebSocket read handler"
     summary = "clients' pings pile up unread in the service's kernel receive buffers"
     rules = f"{RULES}. Churn cells: {CHURN_RULES}. Vanished-client cells: {VANISHED_RULES}"
-    axes = AXES
-    columns = (
+    axes: Mapping[str, tuple[str, ...]] = AXES
+    columns: Sequence[Column] = (
         Column("dead sessions at end (growth, r²)", _dead),
         Column("server Recv-Q growth (MiB/min)", _recv_q_growth),
         Column("service sockets by state", _states),
@@ -131,7 +141,7 @@ class ReadHandlerStory:
         Column("events lost",
                lambda f: "-" if f["events_lost"] is None else str(f["events_lost"])),
     )  # fmt: skip
-    charts = (
+    charts: Sequence[Chart] = (
         Chart("dead_sessions", "Dead sessions (registered by the service, client gone)",
               "sessions", _chart(dead_sessions)),
         Chart("sessions", "Sessions registered by the service (/stats connections)", "sessions",
@@ -220,4 +230,5 @@ def live_line(sample: ReadHandlerSample) -> str:
     )
 
 
-STORY = ReadHandlerStory()
+# Annotated, so that mypy checks the story against the interface the runner relies on.
+STORY: Story = ReadHandlerStory()
