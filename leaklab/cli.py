@@ -16,6 +16,7 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,7 @@ def run_plan(
     if not console.is_terminal:
         console = Console(stderr=True, width=200)  # logs and CI: room for the tables
     run = run_info(command, options, started_at=time.strftime("%Y-%m-%d %H:%M:%S %z"))
-    results: list[tuple[Story, list[tuple[CellSummary, list[Sample]]]]] = []
+    results: list[tuple[Story, list[tuple[CellSummary, Sequence[Sample]]]]] = []
     interrupted = False
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -181,11 +182,11 @@ async def _run_all(
     plan: list[tuple[Story, Any]],
     options: LabOptions,
     out: Path,
-    results: list[tuple[Story, list[tuple[CellSummary, list[Sample]]]]],
+    results: list[tuple[Story, list[tuple[CellSummary, Sequence[Sample]]]]],
     console: Console,
 ) -> None:
     for story, cells in plan:
-        finished: list[tuple[CellSummary, list[Sample]]] = []
+        finished: list[tuple[CellSummary, Sequence[Sample]]] = []
         results.append((story, finished))
         await run_story(story, cells, options, out, finished, console)
 

@@ -32,7 +32,9 @@ def table_rows(story: Story, entries: Sequence[CellSummary]) -> list[list[str]]:
     for entry in entries:
         rows.append([
             entry["label"],
-            *(column.text(entry["figures"]) for column in story.columns),
+            # A cell that could not run has no figures (the runner's "unknown" entry).
+            *(column.text(entry["figures"]) if entry["figures"] else "-"
+              for column in story.columns),
             entry["reason"],
             entry["expected"] + (" **(surprise)**" if entry["surprise"] else ""),
         ])  # fmt: skip

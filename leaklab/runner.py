@@ -34,7 +34,7 @@ async def run_story(
     cells: Sequence[Any],
     options: LabOptions,
     out: Path,
-    results: list[tuple[CellSummary, list[Sample]]],
+    results: list[tuple[CellSummary, Sequence[Sample]]],
     console: Console,
 ) -> None:
     """Run ``cells`` of ``story``, appending each finished cell and its samples to ``results``."""
@@ -72,7 +72,7 @@ async def run_story(
 
 async def run_one(
     story: Story, cell: Any, options: LabOptions, logs: Path, on_sample: Any
-) -> tuple[CellSummary, list[Sample]]:
+) -> tuple[CellSummary, Sequence[Sample]]:
     """One cell, run and judged; a cell that cannot run is ``unknown`` with the reason."""
     expected = story.expected(cell)
     try:

@@ -28,6 +28,7 @@ __all__ = [
     "Column",
     "Json",
     "LabOptions",
+    "MutableSample",
     "RunInfo",
     "Sample",
     "Scope",
@@ -41,8 +42,11 @@ Scope = Literal["quick", "default", "full"]
 
 # A value json.dumps writes as it is (what settings.json and summary.json hold).
 Json: TypeAlias = "str | int | float | bool | Sequence[Json] | Mapping[str, Json] | None"
-# One per-second sample of a cell: flat, JSON-ready figures; what is in it is the story's.
-Sample = dict[str, Any]
+# One per-second sample of a cell: JSON-ready figures; what is in it is the story's. Read-only
+# here (the runner, the report and the charts only read samples), so that a story may give its
+# samples a TypedDict of their own; a story without one builds them as ``MutableSample``.
+Sample: TypeAlias = Mapping[str, Any]
+MutableSample: TypeAlias = dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +72,7 @@ class CellResult(TypedDict):
 class CellRun(TypedDict):
     """What running a cell returns: its samples and the exact settings of what it started."""
 
-    samples: list[Sample]
+    samples: Sequence[Sample]
     processes: Mapping[str, Json]
 
 

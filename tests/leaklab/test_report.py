@@ -9,7 +9,7 @@ import pytest
 
 from event_service.settings import render_env
 from leaklab.cli import run_info
-from leaklab.report import write_report
+from leaklab.report import table_rows, write_report
 from leaklab.runner import summarize
 from leaklab.stories.ws_read_handler import STORY
 from leaklab.stories.ws_read_handler.cell import service_settings, swarm_settings, without_password
@@ -179,3 +179,19 @@ def test_cells_task_groups_and_notes_are_quoted_under_the_table(tmp_path):
     page = (tmp_path / "index.html").read_text()
     assert "<pre>tasks: total 45\n40 @ run_asgi &gt; ... &gt; write_events" in page
     assert "<li>service log: nothing past start-up</li>" in page
+
+
+def test_a_cell_that_could_not_run_is_a_row_of_dashes():
+    """The runner's entry for a cell that failed to start has no figures: its row says the
+    reason instead of failing on the story's columns."""
+    cell = Cell("missing", KEEPALIVE_OFF)
+    failed = {
+        "story": STORY.name, "name": cell.name, "label": cell.label,
+        "settings": cell.settings(), "processes": {}, "figures": {}, "verdict": "unknown",
+        "reason": "unknown: the cell could not run (no netns)", "expected": "leak",
+        "surprise": True,
+    }  # fmt: skip
+    _, dashes, ran = table_rows(STORY, [failed, entry(*CELLS[0])])
+    columns = len(STORY.columns)
+    assert dashes == [cell.label, *["-"] * columns, failed["reason"], "leak **(surprise)**"]
+    assert ran[-2].startswith("leaks:") and ran[1 : 1 + columns] != ["-"] * columns

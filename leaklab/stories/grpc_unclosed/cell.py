@@ -24,7 +24,7 @@ import psutil
 from leaklab.children import ChildProcess
 from leaklab.errors import LaunchError
 from leaklab.stories.grpc_unclosed.matrix import LEAK, Cell
-from leaklab.story import CellRun, LabOptions, Sample
+from leaklab.story import CellRun, LabOptions, MutableSample, Sample
 from sockscope.schedule import every
 
 __all__ = ["CellSampler", "SodaServer", "StatsReader", "run_cell"]
@@ -184,7 +184,7 @@ def take_sample(
     stats: StatsReader,
     t_s: float,
     start_wall: float,
-) -> Sample:
+) -> MutableSample:
     """One second's figures of both processes and the client's counts."""
     counts = stats.read()
     first_error = None
@@ -283,10 +283,10 @@ class CellSampler:
         self._address = (server.host, server.port)
         self._stats = stats
         self._on_sample = on_sample
-        self.samples: list[Sample] = []
+        self.samples: list[MutableSample] = []
         self._start = self._start_wall = 0.0  # set when the load starts
 
-    async def run(self, load_s: float, recovery_s: float) -> list[Sample]:
+    async def run(self, load_s: float, recovery_s: float) -> list[MutableSample]:
         """Sample for ``load_s``; stop the client; sample ``recovery_s`` more (if > 0)."""
         loop = asyncio.get_running_loop()
         self._start, self._start_wall = loop.time(), time.time()

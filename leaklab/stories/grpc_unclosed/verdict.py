@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from leaklab.story import CellResult, Verdict
+from leaklab.story import CellResult, Sample, Verdict
 
 __all__ = ["RULES", "cell_figures", "judge", "judge_cell"]
 
@@ -43,7 +43,7 @@ RULES = (
 )
 
 
-def _values(samples: Sequence[dict[str, Any]], side: str, key: str) -> list[tuple[float, Any]]:
+def _values(samples: Sequence[Sample], side: str, key: str) -> list[tuple[float, Any]]:
     """(t_s, value) of ``sample[side][key]`` where present (missing samples are skipped)."""
     out = []
     for sample in samples:
@@ -60,7 +60,7 @@ def _span(points: list[tuple[float, Any]]) -> dict[str, Any]:
     return {"start": points[0][1], "peak": max(v for _, v in points), "end": points[-1][1]}
 
 
-def cell_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def cell_figures(samples: Sequence[Sample]) -> dict[str, Any]:
     """The figures of one cell: connections, fds and threads of both sides, calls, recovery."""
     load = [s for s in samples if s.get("phase", "load") == "load"]
     recovery = [s for s in samples if s.get("phase") == "recovery"]
@@ -161,7 +161,7 @@ def judge(figures: dict[str, Any]) -> tuple[Verdict, str]:
     )
 
 
-def judge_cell(samples: Sequence[dict[str, Any]]) -> CellResult:
+def judge_cell(samples: Sequence[Sample]) -> CellResult:
     """The figures of one cell's samples and the verdict the rules give them."""
     figures = cell_figures(samples)
     verdict, reason = judge(figures)

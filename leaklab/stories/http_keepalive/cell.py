@@ -24,7 +24,7 @@ from leaklab.stories.http_keepalive.matrix import Cell, Drive
 from leaklab.stories.http_keepalive.processes import AppProcess, bind_loopback
 from leaklab.stories.http_keepalive.settings import CalleeSettings, CallerSettings
 from leaklab.stories.http_keepalive.sockets import Address, callee_side, caller_side, read_sockets
-from leaklab.story import CellRun, LabOptions, Sample
+from leaklab.story import CellRun, LabOptions, MutableSample, Sample
 from sockscope.schedule import every
 
 __all__ = ["DriveProgress", "run_cell"]
@@ -114,9 +114,9 @@ async def run_cell(
 
 async def _drive_and_sample(
     drive: Drive, link: Link, on_sample: Callable[[Sample], None]
-) -> list[Sample]:
+) -> list[MutableSample]:
     progress = DriveProgress()
-    samples: list[Sample] = []
+    samples: list[MutableSample] = []
     lab_clients = {"timeout": REQUEST_TIMEOUT_S, "trust_env": False}
     async with (
         httpx.AsyncClient(base_url=link.caller.base_url, **lab_clients) as driver,  # type: ignore[arg-type]
@@ -163,7 +163,7 @@ async def _sample_every_second(
     probe: httpx.AsyncClient,
     link: Link,
     progress: DriveProgress,
-    samples: list[Sample],
+    samples: list[MutableSample],
     on_sample: Callable[[Sample], None],
 ) -> None:
     async for _ in every(SAMPLE_EVERY_S):
@@ -172,12 +172,14 @@ async def _sample_every_second(
         on_sample(sample)
 
 
-async def take_sample(probe: httpx.AsyncClient, link: Link, progress: DriveProgress) -> Sample:
+async def take_sample(
+    probe: httpx.AsyncClient, link: Link, progress: DriveProgress
+) -> MutableSample:
     """Each side's tasks (its /counts), fds and link sockets by state (psutil), the drive."""
     loop = asyncio.get_running_loop()
     t_s = loop.time() - link.started
     latencies, progress.latencies_ms = progress.latencies_ms, []
-    sample: Sample = {
+    sample: MutableSample = {
         "t_s": round(t_s, 3),
         "wall_time": time.time(),
         "requests_done": progress.done,

@@ -11,19 +11,49 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from leaklab.stories.ws_read_handler.cell import run_cell
 from leaklab.stories.ws_read_handler.growth import CHURN_RULES, dead_sessions, judge_churn_cell
 from leaklab.stories.ws_read_handler.matrix import AXES, Cell, build_matrix, expected_verdict
+from leaklab.stories.ws_read_handler.sample import ReadHandlerSample
 from leaklab.stories.ws_read_handler.vanished import VANISHED_RULES, judge_vanished_cell
 from leaklab.stories.ws_read_handler.vanished_cell import run_vanished_cell
 from leaklab.stories.ws_read_handler.verdict import RULES, figure, judge_cell
-from leaklab.story import CellResult, CellRun, Chart, Column, LabOptions, Sample, Scope, Verdict
+from leaklab.story import (
+    CellResult,
+    CellRun,
+    Chart,
+    Column,
+    LabOptions,
+    Sample,
+    Scope,
+    Story,
+    Verdict,
+)
 from leaklab.taskdump import last_task_groups
 from ping_client.view import format_bytes
 
 MIB = 1024 * 1024
+
+
+def own(sample: Sample) -> ReadHandlerSample:
+    """One of this story's samples, handed back by the runner, the report or the charts.
+
+    They only ever pass a story the samples its own ``run_cell`` made (see ``leaklab.runner``),
+    so the generic ``Sample`` they hold is a :class:`ReadHandlerSample`; this says so to mypy.
+    """
+    return cast(ReadHandlerSample, sample)
+
+
+def own_all(samples: Sequence[Sample]) -> Sequence[ReadHandlerSample]:
+    """:func:`own` for a cell's samples."""
+    return cast(Sequence[ReadHandlerSample], samples)
+
+
+def _chart(value: Callable[[ReadHandlerSample], float | None]) -> Callable[[Sample], float | None]:
+    """A chart's value of one of this story's samples, as the generic :class:`Chart` takes it."""
+    return lambda sample: value(own(sample))
 
 
 def _mib(value: float | None) -> float | None:
@@ -68,12 +98,17 @@ def _vanished(figures: dict[str, Any]) -> str:
     )
 
 
-def _sockets_closing(sample: Sample) -> float | None:
+def _closes(sample: ReadHandlerSample) -> float | None:
+    closes = sample.get("closes")
+    return None if closes is None else sum(closes.values())
+
+
+def _sockets_closing(sample: ReadHandlerSample) -> float | None:
     states = sample.get("sockets_by_state")
     return None if states is None else sum(n for s, n in states.items() if s != "ESTABLISHED")
 
 
-def _sockets_established(sample: Sample) -> float | None:
+def _sockets_established(sample: ReadHandlerSample) -> float | None:
     states = sample.get("sockets_by_state")
     return None if states is None else states.get("ESTABLISHED", 0)
 
@@ -85,8 +120,8 @@ class ReadHandlerStory:
     title = "The missing WebSocket read handler"
     summary = "clients' pings pile up unread in the service's kernel receive buffers"
     rules = f"{RULES}. Churn cells: {CHURN_RULES}. Vanished-client cells: {VANISHED_RULES}"
-    axes = AXES
-    columns = (
+    axes: Mapping[str, tuple[str, ...]] = AXES
+    columns: Sequence[Column] = (
         Column("dead sessions at end (growth, r²)", _dead),
         Column("server Recv-Q growth (MiB/min)", _recv_q_growth),
         Column("service sockets by state", _states),
@@ -106,27 +141,27 @@ class ReadHandlerStory:
         Column("events lost",
                lambda f: "-" if f["events_lost"] is None else str(f["events_lost"])),
     )  # fmt: skip
-    charts = (
+    charts: Sequence[Chart] = (
         Chart("dead_sessions", "Dead sessions (registered by the service, client gone)",
-              "sessions", dead_sessions),
+              "sessions", _chart(dead_sessions)),
         Chart("sessions", "Sessions registered by the service (/stats connections)", "sessions",
-              lambda s: figure(s, "server.connections")),
+              _chart(lambda s: figure(s, "server.connections"))),
         Chart("recv_q", "Server Recv-Q (sum over connections)", "MiB",
-              lambda s: _mib(figure(s, "server.recv_q_bytes"))),
+              _chart(lambda s: _mib(figure(s, "server.recv_q_bytes")))),
         Chart("skmem_r", "Server receive memory (skmem r, sum over sockets, ss -tm)", "MiB",
-              lambda s: _mib(s.get("skmem_r_bytes"))),
+              _chart(lambda s: _mib(s.get("skmem_r_bytes")))),
         Chart("sockets_established", "Service's sockets in ESTABLISHED (netlink)", "sockets",
-              _sockets_established),
+              _chart(_sockets_established)),
         Chart("sockets_closing",
               "Service's sockets in other states: CLOSE-WAIT, FIN-WAIT... (netlink)", "sockets",
-              _sockets_closing),
+              _chart(_sockets_closing)),
         Chart("kernel_tcp_mem", "Kernel TCP memory (host-wide, /proc/net/sockstat)", "MiB",
-              lambda s: _mib(figure(s, "server.kernel_tcp_mem_bytes"))),
+              _chart(lambda s: _mib(figure(s, "server.kernel_tcp_mem_bytes")))),
         Chart("rss", "Server RSS (flat in the leak: the memory is the kernel's)", "MiB",
-              lambda s: _mib(figure(s, "server.rss_bytes"))),
+              _chart(lambda s: _mib(figure(s, "server.rss_bytes")))),
         Chart("closes", "Connections closed by the server or keepalive (cumulative)",
               "connections",
-              lambda s: sum(s["closes"].values()) if s.get("closes") is not None else None),
+              _chart(_closes)),
     )  # fmt: skip
 
     def matrix(self, scope: Scope, only: Mapping[str, tuple[str, ...]] | None = None) -> list[Cell]:
@@ -157,32 +192,43 @@ class ReadHandlerStory:
 
     def judge(self, cell: Cell, samples: Sequence[Sample]) -> CellResult:
         """The figures and the verdict of the shape's rules, and the task dump."""
-        if cell.shape == "churn":
-            result = judge_churn_cell(samples)
-        elif cell.shape == "vanished":
-            result = judge_vanished_cell(samples)
-        else:
-            result = judge_cell(samples, data_messages=cell.ping_kind == "message")
-        result["figures"]["task_groups"] = last_task_groups(samples)
-        return result
+        return judge_samples(cell, own_all(samples))
 
     def live(self, sample: Sample) -> str:
         """The key figures of one sample on one line."""
-        recv_q = format_bytes(figure(sample, "server.recv_q_bytes") or 0)
-        if "connected" not in sample:  # vanished clients: the server's side only
-            return (
-                f"sessions={figure(sample, 'server.connections')} recv_q={recv_q} "
-                f"link={'down' if sample.get('link_down') else 'up'}"
-            )
-        closes = ",".join(f"{code}:{n}" for code, n in sample["closes"].items()) or "-"
-        dead = dead_sessions(sample)
+        return live_line(own(sample))
+
+
+def judge_samples(cell: Cell, samples: Sequence[ReadHandlerSample]) -> CellResult:
+    """The figures and the verdict of the shape's rules, and the task dump."""
+    if cell.shape == "churn":
+        result = judge_churn_cell(samples)
+    elif cell.shape == "vanished":
+        result = judge_vanished_cell(samples)
+    else:
+        result = judge_cell(samples, data_messages=cell.ping_kind == "message")
+    result["figures"]["task_groups"] = last_task_groups(samples)
+    return result
+
+
+def live_line(sample: ReadHandlerSample) -> str:
+    """The key figures of one sample on one line, for the progress display."""
+    recv_q = format_bytes(figure(sample, "server.recv_q_bytes") or 0)
+    if "connected" not in sample:  # vanished clients: the server's side only
         return (
-            f"connected={sample['connected']} "
-            + (f"dead={dead} " if sample.get("left") and dead is not None else "")
-            + f"recv_q={recv_q} "
-            f"tcp_mem={format_bytes(figure(sample, 'server.kernel_tcp_mem_bytes') or 0)} "
-            f"rss={format_bytes(figure(sample, 'server.rss_bytes') or 0)} closes={closes}"
+            f"sessions={figure(sample, 'server.connections')} recv_q={recv_q} "
+            f"link={'down' if sample.get('link_down') else 'up'}"
         )
+    closes = ",".join(f"{code}:{n}" for code, n in sample.get("closes", {}).items()) or "-"
+    dead = dead_sessions(sample)
+    return (
+        f"connected={sample['connected']} "
+        + (f"dead={dead} " if sample.get("left") and dead is not None else "")
+        + f"recv_q={recv_q} "
+        f"tcp_mem={format_bytes(figure(sample, 'server.kernel_tcp_mem_bytes') or 0)} "
+        f"rss={format_bytes(figure(sample, 'server.rss_bytes') or 0)} closes={closes}"
+    )
 
 
-STORY = ReadHandlerStory()
+# Annotated, so that mypy checks the story against the interface the runner relies on.
+STORY: Story = ReadHandlerStory()

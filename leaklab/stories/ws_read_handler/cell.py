@@ -14,7 +14,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import httpx
 
@@ -23,6 +23,7 @@ from event_service.settings import Settings
 from event_service.snapshot import ServiceSnapshot
 from leaklab.children import ServiceProcess
 from leaklab.stories.ws_read_handler.matrix import NEVER_PUBLISHED, Cell
+from leaklab.stories.ws_read_handler.sample import ReadHandlerSample, ServerFigures, SocketFigures
 from leaklab.story import CellRun, LabOptions, Sample
 from leaklab.taskdump import fetch_task_groups
 from ping_client.swarm import Swarm, SwarmConfig
@@ -31,24 +32,6 @@ from sockscope.netlink import read_sockets
 from sockscope.schedule import every
 
 SAMPLE_EVERY_S = 1.0
-
-
-class ServerFigures(TypedDict):
-    """The ``/stats`` figures a sample keeps in ``sample["server"]``, under their /stats names."""
-
-    recv_q_bytes: int
-    recv_q_max_bytes: int
-    recv_q_p99_bytes: int
-    kernel_tcp_mem_bytes: int
-    rss_bytes: int
-    open_fds: int
-    asyncio_tasks: int
-    connections: int
-    events_received: int
-    events_delivered: int
-    events_dropped: int
-    client_messages: int
-    client_bytes: int
 
 
 def server_figures(stats: ServiceSnapshot) -> ServerFigures:
@@ -151,7 +134,7 @@ async def run_cell(
     await asyncio.to_thread(service.start)
     try:
         swarm = Swarm(swarm_config(cell, options, service.ws_url))
-        samples: list[Sample] = []
+        samples: list[ReadHandlerSample] = []
         async with httpx.AsyncClient(base_url=service.base_url, timeout=5.0) as http:
             async with asyncio.TaskGroup() as tasks:
                 run = tasks.create_task(swarm.run(), name="lab-swarm")
@@ -180,7 +163,7 @@ async def _sample_every_second(
     swarm: Swarm,
     service: ServiceProcess,
     http: httpx.AsyncClient,
-    samples: list[Sample],
+    samples: list[ReadHandlerSample],
     on_sample: Callable[[Sample], None],
 ) -> None:
     async for _ in every(SAMPLE_EVERY_S):
@@ -189,11 +172,13 @@ async def _sample_every_second(
         on_sample(sample)
 
 
-async def take_sample(swarm: Swarm, service: ServiceProcess, http: httpx.AsyncClient) -> Sample:
+async def take_sample(
+    swarm: Swarm, service: ServiceProcess, http: httpx.AsyncClient
+) -> ReadHandlerSample:
     """Client figures from the swarm, server figures from /stats, skmem from sock_diag."""
     client = await swarm.read_sample()
     first_close = swarm.stats.first_close
-    sample: Sample = {
+    sample: ReadHandlerSample = {
         "t_s": client["t_s"],
         "wall_time": time.time(),
         "connected": client["connected"],
@@ -224,15 +209,16 @@ async def take_sample(swarm: Swarm, service: ServiceProcess, http: httpx.AsyncCl
         sample["server"] = server
     if (task_groups := await fetch_task_groups(http)) is not None:
         sample["task_groups"] = task_groups  # what piles up, quoted at the end of the cell
-    sample.update(await server_socket_figures(service))
+    if (sockets := await server_socket_figures(service)) is not None:
+        sample = {**sample, **sockets}
     return sample
 
 
-async def server_socket_figures(service: ServiceProcess) -> Sample:
+async def server_socket_figures(service: ServiceProcess) -> SocketFigures | None:
     """The service's connected sockets from the kernel: skmem, states, summed queues.
 
     By their exact local address and port, never the port alone, of the one address family
-    its listener has (ServiceProcess binds it so). Empty if the kernel cannot be asked.
+    its listener has (ServiceProcess binds it so). None if the kernel cannot be asked.
     """
     assert service.port is not None
     server_end = (service.settings.host, service.port)
@@ -240,7 +226,7 @@ async def server_socket_figures(service: ServiceProcess) -> Sample:
     try:
         table = await asyncio.to_thread(read_sockets, local=server_end, families=(family,))
     except OSError:
-        return {}
+        return None
     server = socket_totals(table)
     return {
         "skmem_r_bytes": server.skmem_r_bytes,

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TypedDict
 
-from leaklab.stories.ws_read_handler.verdict import cell_figures, figure
+from leaklab.stories.ws_read_handler.sample import ReadHandlerSample
+from leaklab.stories.ws_read_handler.verdict import CellFigures, cell_figures, figure
 from leaklab.story import CellResult, Verdict
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
     "DEAD_GROWTH_PER_MIN",
     "LINEAR_R2",
     "MIN_SAMPLES",
+    "ChurnCellFigures",
+    "ChurnFigures",
     "Fit",
     "churn_figures",
     "dead_sessions",
@@ -69,6 +72,25 @@ class Fit:
     points: int
 
 
+class ChurnFigures(TypedDict):
+    """Dead sessions and Recv-Q over a churn: the fits, the values at the end."""
+
+    dead_sessions_growth_per_min: float
+    dead_sessions_r2: float
+    dead_sessions_end: int | None
+    dead_sessions_fit_samples: int
+    recv_q_growth_mib_per_min: float
+    recv_q_r2: float
+    clients_opened: int
+    clients_left: int
+    left_unanswered: int
+    sockets_by_state_end: dict[str, int]
+
+
+class ChurnCellFigures(CellFigures, ChurnFigures):
+    """A churn cell's figures: the static ones too, for the shared columns."""
+
+
 def linear_fit(points: Sequence[tuple[float, float]]) -> Fit:
     """The least-squares line through ``points``; slope per minute and r².
 
@@ -90,7 +112,7 @@ def linear_fit(points: Sequence[tuple[float, float]]) -> Fit:
     return Fit(slope * 60, r2, n)
 
 
-def dead_sessions(sample: dict[str, Any]) -> int | None:
+def dead_sessions(sample: ReadHandlerSample) -> int | None:
     """Sessions the service has registered whose client is gone (never below 0); None if
     the sample lacks the service's or the swarm's count."""
     sessions, active = figure(sample, "server.connections"), sample.get("active")
@@ -99,7 +121,7 @@ def dead_sessions(sample: dict[str, Any]) -> int | None:
     return max(0, int(sessions) - int(active))
 
 
-def _fit_window(samples: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _fit_window(samples: Sequence[ReadHandlerSample]) -> list[ReadHandlerSample]:
     """The samples taken while the swarm churned, from its first departure on."""
     return [
         s for s in samples
@@ -107,7 +129,7 @@ def _fit_window(samples: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def churn_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def churn_figures(samples: Sequence[ReadHandlerSample]) -> ChurnFigures:
     """Dead sessions and Recv-Q over the churn: fits, values at the end, sockets by state."""
     window = _fit_window(samples)
     dead = [(s["t_s"], float(d)) for s in window if (d := dead_sessions(s)) is not None]
@@ -134,7 +156,7 @@ def churn_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def judge_churn(figures: dict[str, Any]) -> tuple[Verdict, str]:
+def judge_churn(figures: ChurnCellFigures) -> tuple[Verdict, str]:
     """The verdict of a churn cell's figures and a sentence saying why."""
     points, end = figures["dead_sessions_fit_samples"], figures["dead_sessions_end"]
     growth, r2 = figures["dead_sessions_growth_per_min"], figures["dead_sessions_r2"]
@@ -167,12 +189,16 @@ def judge_churn(figures: dict[str, Any]) -> tuple[Verdict, str]:
     )
 
 
-def judge_churn_cell(samples: Sequence[dict[str, Any]]) -> CellResult:
+def judge_churn_cell(samples: Sequence[ReadHandlerSample]) -> CellResult:
     """A churn cell's figures (the static ones too, for the shared columns) and verdict."""
     # Its clients subscribe to a type nobody publishes: no event can be lost.
-    figures = {**cell_figures(samples), **churn_figures(samples), "events_lost": None}
+    figures: ChurnCellFigures = {
+        **cell_figures(samples),
+        **churn_figures(samples),
+        "events_lost": None,
+    }
     verdict, reason = judge_churn(figures)
-    return {"figures": figures, "verdict": verdict, "reason": reason}
+    return {"figures": {**figures}, "verdict": verdict, "reason": reason}
 
 
 def _states(states: dict[str, int]) -> str:

@@ -14,13 +14,15 @@ registered sessions (``/stats`` ``connections``) after that moment. Pure functio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TypedDict
 
-from leaklab.stories.ws_read_handler.verdict import cell_figures, figure
+from leaklab.stories.ws_read_handler.sample import ReadHandlerSample
+from leaklab.stories.ws_read_handler.verdict import CellFigures, cell_figures, figure
 from leaklab.story import CellResult, Verdict
 
 __all__ = ["KEPT_SHARE", "MIN_KEPT_S", "REAPED_SHARE", "REAPED_WITHIN_S", "VANISHED_RULES",
-           "judge_vanished", "judge_vanished_cell", "vanished_figures"]  # fmt: skip
+           "VanishedCellFigures", "VanishedFigures", "judge_vanished", "judge_vanished_cell",
+           "vanished_figures"]  # fmt: skip
 
 REAPED_SHARE = 0.1
 REAPED_WITHIN_S = 30.0
@@ -35,7 +37,24 @@ VANISHED_RULES = (
 )
 
 
-def vanished_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+class VanishedFigures(TypedDict):
+    """The service's sessions at the link-down and after it."""
+
+    link_down_at_s: float | None
+    sessions_at_link_down: int | None
+    sessions_end: int | None
+    observed_after_down_s: float
+    reaped_after_s: float | None
+    sockets_by_state_end: dict[str, int]
+    send_q_end_bytes: int | None
+    tcp_retries2: int | None
+
+
+class VanishedCellFigures(CellFigures, VanishedFigures):
+    """A vanished-client cell's figures: the static ones too, for the shared columns."""
+
+
+def vanished_figures(samples: Sequence[ReadHandlerSample]) -> VanishedFigures:
     """Sessions at the link-down and after it, when they were reaped, sockets by state."""
     down_at = next((s["link_down_at_s"] for s in samples if s.get("link_down_at_s") is not None),
                    None)  # fmt: skip
@@ -49,20 +68,21 @@ def vanished_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
          if at_down and down_at is not None and v <= REAPED_SHARE * at_down),
         None,
     )  # fmt: skip
-    last = after[-1][2] if after else {}
+    last = after[-1][2] if after else None
+    states = {} if last is None else dict(last.get("sockets_by_state") or {})
     return {
         "link_down_at_s": down_at,
         "sessions_at_link_down": at_down,
         "sessions_end": after[-1][1] if after else None,
         "observed_after_down_s": round(after[-1][0] - down_at, 1) if after and down_at else 0.0,
         "reaped_after_s": reaped_after_s,
-        "sockets_by_state_end": dict(last.get("sockets_by_state") or {}),
-        "send_q_end_bytes": last.get("sockets_send_q_bytes"),
+        "sockets_by_state_end": states,
+        "send_q_end_bytes": None if last is None else last.get("sockets_send_q_bytes"),
         "tcp_retries2": next((s["tcp_retries2"] for s in samples if "tcp_retries2" in s), None),
     }
 
 
-def judge_vanished(figures: dict[str, Any]) -> tuple[Verdict, str]:
+def judge_vanished(figures: VanishedCellFigures) -> tuple[Verdict, str]:
     """The verdict of a vanished-client cell's figures and a sentence saying why."""
     at_down, end = figures["sessions_at_link_down"], figures["sessions_end"]
     if figures["link_down_at_s"] is None or not at_down or end is None:
@@ -87,10 +107,14 @@ def judge_vanished(figures: dict[str, Any]) -> tuple[Verdict, str]:
     )
 
 
-def judge_vanished_cell(samples: Sequence[dict[str, Any]]) -> CellResult:
+def judge_vanished_cell(samples: Sequence[ReadHandlerSample]) -> CellResult:
     """A vanished-client cell's figures (the static ones too, for the shared columns) and
     verdict."""
     # The clients are out of the lab's reach: what they received is not known.
-    figures = {**cell_figures(samples), **vanished_figures(samples), "events_lost": None}
+    figures: VanishedCellFigures = {
+        **cell_figures(samples),
+        **vanished_figures(samples),
+        "events_lost": None,
+    }
     verdict, reason = judge_vanished(figures)
-    return {"figures": figures, "verdict": verdict, "reason": reason}
+    return {"figures": {**figures}, "verdict": verdict, "reason": reason}

@@ -28,6 +28,7 @@ from leaklab.stories.ws_read_handler.cell import (
     without_password,
 )
 from leaklab.stories.ws_read_handler.matrix import Cell, can_run
+from leaklab.stories.ws_read_handler.sample import ReadHandlerSample
 from leaklab.story import CellRun, LabOptions, Sample
 from leaklab.taskdump import fetch_task_groups
 from sockscope.schedule import every
@@ -99,9 +100,9 @@ async def _watch(
     service: ServiceProcess,
     swarm: ChildProcess,
     on_sample: Callable[[Sample], None],
-) -> list[Sample]:
+) -> list[ReadHandlerSample]:
     """Sample every second; take the link down once all are connected and have pinged."""
-    samples: list[Sample] = []
+    samples: list[ReadHandlerSample] = []
     started = time.monotonic()
     connected_at: float | None = None
     down_at: float | None = None
@@ -109,7 +110,8 @@ async def _watch(
         async for _ in every(SAMPLE_EVERY_S):
             now = time.monotonic() - started
             sample = await _take_sample(service, http, now)
-            sessions = (sample.get("server") or {}).get("connections") or 0
+            server = sample.get("server")
+            sessions = server["connections"] if server is not None else 0
             if connected_at is None and sessions >= options.clients:
                 connected_at = now
             if down_at is None and connected_at is not None and now >= connected_at + LINK_UP_S:
@@ -135,12 +137,15 @@ def _tcp_retries2() -> int | None:
         return None
 
 
-async def _take_sample(service: ServiceProcess, http: httpx.AsyncClient, t_s: float) -> Sample:
-    """Server figures from /stats and the sockets from ``ss`` (the clients are out of reach)."""
-    sample: Sample = {"t_s": round(t_s, 3), "wall_time": time.time()}
+async def _take_sample(
+    service: ServiceProcess, http: httpx.AsyncClient, t_s: float
+) -> ReadHandlerSample:
+    """Server figures from /stats and the sockets from netlink (the clients are out of reach)."""
+    sample: ReadHandlerSample = {"t_s": round(t_s, 3), "wall_time": time.time()}
     if (server := await read_server_figures(http)) is not None:
         sample["server"] = server
     if (task_groups := await fetch_task_groups(http)) is not None:
         sample["task_groups"] = task_groups  # what piles up, quoted at the end of the cell
-    sample.update(await server_socket_figures(service))
+    if (sockets := await server_socket_figures(service)) is not None:
+        sample = {**sample, **sockets}
     return sample

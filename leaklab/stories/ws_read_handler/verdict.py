@@ -16,9 +16,10 @@ The thresholds are explicit constants, and the same rules judge every cell:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypedDict
 
+from leaklab.stories.ws_read_handler.sample import FirstClose, ReadHandlerSample
 from leaklab.story import CellResult, Verdict
 
 BACKLOG_BYTES = 64 * 1024
@@ -38,6 +39,29 @@ RULES = (
 )
 
 
+class CellFigures(TypedDict):
+    """The figures of one cell (every shape has them; summary.json's ``figures``)."""
+
+    samples: int
+    duration_s: float
+    kernel_mem_growth_mb_per_min: float
+    held_growth_mb_per_min: float
+    held_peak_bytes: int
+    held_end_bytes: int
+    recv_q_peak_bytes: int
+    recv_q_sum_peak_bytes: int
+    rss_change_bytes: int
+    closes: dict[str, int]
+    first_close: FirstClose | None
+    first_keepalive_close_s: float | None
+    stats_samples: int
+    recv_q_end_bytes: int
+    skmem_r_peak_bytes: int
+    events_lost: int | None  # None where it cannot be known (churn and vanished cells)
+    client_messages_sent: int | None
+    client_messages_drained: int | None
+
+
 def slope_per_min(points: Iterable[tuple[float, float]]) -> float:
     """Least-squares slope of (seconds, value) points, per minute; 0 with fewer than 2 points."""
     pts = list(points)
@@ -52,22 +76,26 @@ def slope_per_min(points: Iterable[tuple[float, float]]) -> float:
     return cov / var_t * 60
 
 
-def figure(sample: dict[str, Any], key: str) -> Any:
-    """``sample[key]``, where ``server.x`` is the server's figure ``x``; None if absent."""
+def figure(sample: ReadHandlerSample, key: str) -> Any:
+    """``sample[key]``, where ``server.x`` is the server's figure ``x``; None if absent.
+
+    For keys chosen at run time (charts, series); code that names a key reads it directly.
+    """
     if key.startswith("server."):
-        server = sample.get("server")
+        server: Mapping[str, Any] | None = sample.get("server")
         return None if server is None else server.get(key.removeprefix("server."))
-    return sample.get(key)
+    values: Mapping[str, Any] = sample
+    return values.get(key)
 
 
-def series(samples: Sequence[dict[str, Any]], key: str) -> list[tuple[float, float]]:
+def series(samples: Sequence[ReadHandlerSample], key: str) -> list[tuple[float, float]]:
     """(t_s, value) for the samples that have ``key`` (missing or None values are skipped)."""
     return [
         (s["t_s"], float(v)) for s in samples if (v := figure(s, key)) is not None and "t_s" in s
     ]
 
 
-def held_bytes(sample: dict[str, Any]) -> float | None:
+def held_bytes(sample: ReadHandlerSample) -> float | None:
     """Bytes the kernel holds for this service: server Recv-Q plus client Send-Q."""
     recv, send = figure(sample, "server.recv_q_bytes"), sample.get("client_send_q_bytes")
     if recv is None or send is None:
@@ -75,7 +103,7 @@ def held_bytes(sample: dict[str, Any]) -> float | None:
     return float(recv + send)
 
 
-def events_lost(samples: Sequence[dict[str, Any]]) -> int:
+def events_lost(samples: Sequence[ReadHandlerSample]) -> int:
     """Events the subscribers should have had but did not receive (approximate at the edges).
 
     Every event the service received between the first and the last sample should reach each
@@ -83,8 +111,8 @@ def events_lost(samples: Sequence[dict[str, Any]]) -> int:
     keepalive killed; what the clients counted over the same window is subtracted.
     """
     expected = 0.0
-    first: dict[str, Any] | None = None
-    previous: dict[str, Any] | None = None
+    first: ReadHandlerSample | None = None
+    previous: ReadHandlerSample | None = None
     previous_published = 0
     for sample in samples:
         published = figure(sample, "server.events_received")
@@ -102,12 +130,12 @@ def events_lost(samples: Sequence[dict[str, Any]]) -> int:
     return max(0, round(expected) - received)
 
 
-def _last(samples: Sequence[dict[str, Any]], key: str) -> int | None:
+def _last(samples: Sequence[ReadHandlerSample], key: str) -> int | None:
     """The last value of ``key`` in the samples (None if no sample has it)."""
     return next((int(v) for s in reversed(samples) if (v := figure(s, key)) is not None), None)
 
 
-def cell_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def cell_figures(samples: Sequence[ReadHandlerSample]) -> CellFigures:
     """The figures of one cell: growth, peaks, RSS change, first close, events lost."""
     held = [(s["t_s"], h) for s in samples if "t_s" in s and (h := held_bytes(s)) is not None]
     rss = series(samples, "server.rss_bytes")
@@ -148,7 +176,7 @@ def cell_figures(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def judge(figures: dict[str, Any], *, data_messages: bool = True) -> tuple[Verdict, str]:
+def judge(figures: CellFigures, *, data_messages: bool = True) -> tuple[Verdict, str]:
     """The verdict (one of ``VERDICTS``) and a sentence saying why, in plain words.
 
     ``data_messages``: the clients sent data messages (not control frames), which the app
@@ -190,8 +218,8 @@ def judge(figures: dict[str, Any], *, data_messages: bool = True) -> tuple[Verdi
     return "healthy", "healthy: client messages are read, nothing piles up"
 
 
-def judge_cell(samples: Sequence[dict[str, Any]], *, data_messages: bool) -> CellResult:
+def judge_cell(samples: Sequence[ReadHandlerSample], *, data_messages: bool) -> CellResult:
     """The figures of one cell's samples and the verdict the rules give them."""
     figures = cell_figures(samples)
     verdict, reason = judge(figures, data_messages=data_messages)
-    return {"figures": figures, "verdict": verdict, "reason": reason}
+    return {"figures": {**figures}, "verdict": verdict, "reason": reason}

@@ -45,7 +45,7 @@ from leaklab.children import ChildProcess, ServiceProcess
 from leaklab.logdigest import count_errors, log_digest
 from leaklab.stories.ws_unclosed.client import failure_kind
 from leaklab.stories.ws_unclosed.matrix import Cell
-from leaklab.story import CellRun, LabOptions, Sample
+from leaklab.story import CellRun, LabOptions, MutableSample, Sample
 from leaklab.taskdump import quote_dump
 from sockscope.schedule import every
 
@@ -128,7 +128,7 @@ class Sampler:
         await self._dump_http.aclose()
         await self._health_http.aclose()
 
-    async def sample(self, t_s: float) -> Sample:
+    async def sample(self, t_s: float) -> MutableSample:
         """One sample at ``t_s`` seconds since the client started."""
         process, stats, dump, probe, healthz = await asyncio.gather(
             asyncio.to_thread(self._read_process),
@@ -270,10 +270,10 @@ async def _sample_cell(
     run_s: float,
     duration_s: float,
     on_sample: Callable[[Sample], None],
-) -> list[Sample]:
+) -> list[MutableSample]:
     """A sample a second from the client's start to ``duration_s``; the client is stopped at
     ``run_s``."""
-    samples: list[Sample] = []
+    samples: list[MutableSample] = []
     loop = asyncio.get_running_loop()
     started = loop.time()
     stopped_at: float | None = None

@@ -26,7 +26,7 @@ import collections
 from collections.abc import Sequence
 from typing import Any
 
-from leaklab.story import CellResult, Verdict
+from leaklab.story import CellResult, Sample, Verdict
 
 LEAK_MIN_FDS = 50
 # The cost of a connection is a slope over at least this many connections of difference.
@@ -51,11 +51,11 @@ RULES = (
 )
 
 
-def _values(samples: Sequence[dict[str, Any]], key: str) -> list[float]:
+def _values(samples: Sequence[Sample], key: str) -> list[float]:
     return [float(v) for s in samples if (v := s.get(key)) is not None]
 
 
-def _client(sample: dict[str, Any], key: str) -> Any:
+def _client(sample: Sample, key: str) -> Any:
     client = sample.get("client")
     return None if client is None else client.get(key)
 
@@ -72,7 +72,7 @@ def slope(points: Sequence[tuple[float, float]]) -> float | None:
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / var_x
 
 
-def cost_per_connection(samples: Sequence[dict[str, Any]], key: str) -> float | None:
+def cost_per_connection(samples: Sequence[Sample], key: str) -> float | None:
     """How much ``key`` grows per ESTABLISHED connection of the service; None if the
     connections did not vary enough to say.
 
@@ -97,7 +97,7 @@ def cost_per_connection(samples: Sequence[dict[str, Any]], key: str) -> float | 
     return None if value is None else round(value, 2)
 
 
-def recovery_s(samples: Sequence[dict[str, Any]], fds_base: float | None) -> float | None:
+def recovery_s(samples: Sequence[Sample], fds_base: float | None) -> float | None:
     """Seconds from the client's exit to the first sample where the service is back: /healthz
     answers, a new client gets 101, the fds are within ``RECOVERY_FDS_MARGIN`` of the start."""
     for s in samples:
@@ -111,7 +111,7 @@ def recovery_s(samples: Sequence[dict[str, Any]], fds_base: float | None) -> flo
     return None
 
 
-def cell_figures(samples: Sequence[dict[str, Any]], fd_limit: int) -> dict[str, Any]:
+def cell_figures(samples: Sequence[Sample], fd_limit: int) -> dict[str, Any]:
     """The figures of one cell: growth, peaks, cost per connection, what failed, recovery."""
     running = [s for s in samples if s.get("client_running")]
     last_client = next((s["client"] for s in reversed(samples) if s.get("client")), None)
@@ -198,7 +198,7 @@ def judge(figures: dict[str, Any]) -> tuple[Verdict, str]:
     return "leak", f"leak: {held}, service fds +{growth}; nothing stopped the growth yet"
 
 
-def judge_cell(samples: Sequence[dict[str, Any]], fd_limit: int) -> CellResult:
+def judge_cell(samples: Sequence[Sample], fd_limit: int) -> CellResult:
     """The figures of one cell's samples and the verdict the rules give them."""
     figures = cell_figures(samples, fd_limit)
     verdict, reason = judge(figures)
