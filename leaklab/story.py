@@ -148,10 +148,22 @@ class Story(Protocol):
     title: str
     summary: str
     rules: str
-    # Axes a run may narrow with ``--only AXIS=V1,V2``: name -> valid values.
-    axes: Mapping[str, tuple[str, ...]]
-    columns: Sequence[Column]
-    charts: Sequence[Chart]
+
+    # Read-only, so that a story may give them as a dict or a tuple.
+    @property
+    def axes(self) -> Mapping[str, tuple[str, ...]]:
+        """Axes a run may narrow with ``--only AXIS=V1,V2``: name -> valid values."""
+        ...
+
+    @property
+    def columns(self) -> Sequence[Column]:
+        """The figures of a cell in the results table, in order."""
+        ...
+
+    @property
+    def charts(self) -> Sequence[Chart]:
+        """The charts of the report, one per figure over time."""
+        ...
 
     def matrix(
         self, scope: Scope, only: Mapping[str, tuple[str, ...]] | None = None

@@ -18,7 +18,17 @@ from typing import Any
 from leaklab.stories.grpc_unclosed.cell import SERVER_FD_LIMIT, run_cell
 from leaklab.stories.grpc_unclosed.matrix import AXES, Cell, build_matrix, expected_verdict
 from leaklab.stories.grpc_unclosed.verdict import RULES, judge_cell
-from leaklab.story import CellResult, CellRun, Chart, Column, LabOptions, Sample, Scope, Verdict
+from leaklab.story import (
+    CellResult,
+    CellRun,
+    Chart,
+    Column,
+    LabOptions,
+    Sample,
+    Scope,
+    Story,
+    Verdict,
+)
 
 
 def side(sample: Sample, name: str, key: str) -> Any:
@@ -137,4 +147,4 @@ class GrpcUnclosedStory:
         )
 
 
-STORY = GrpcUnclosedStory()
+STORY: Story = GrpcUnclosedStory()

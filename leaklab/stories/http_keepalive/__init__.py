@@ -16,7 +16,17 @@ from typing import Any
 from leaklab.stories.http_keepalive.cell import run_cell
 from leaklab.stories.http_keepalive.matrix import AXES, Cell, build_matrix, expected_verdict
 from leaklab.stories.http_keepalive.verdict import RULES, judge_cell
-from leaklab.story import CellResult, CellRun, Chart, Column, LabOptions, Sample, Scope, Verdict
+from leaklab.story import (
+    CellResult,
+    CellRun,
+    Chart,
+    Column,
+    LabOptions,
+    Sample,
+    Scope,
+    Story,
+    Verdict,
+)
 
 __all__ = ["STORY"]
 
@@ -100,4 +110,4 @@ def _sum(*values: int | None) -> int | None:
     return None if any(v is None for v in values) else sum(v for v in values if v is not None)
 
 
-STORY = KeepAliveStory()
+STORY: Story = KeepAliveStory()

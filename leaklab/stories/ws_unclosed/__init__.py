@@ -15,7 +15,17 @@ from typing import Any
 
 from leaklab.stories.ws_unclosed.matrix import AXES, Cell, build_matrix, expected_verdict
 from leaklab.stories.ws_unclosed.verdict import RULES, counts_text, judge_cell
-from leaklab.story import CellResult, CellRun, Chart, Column, LabOptions, Sample, Scope, Verdict
+from leaklab.story import (
+    CellResult,
+    CellRun,
+    Chart,
+    Column,
+    LabOptions,
+    Sample,
+    Scope,
+    Story,
+    Verdict,
+)
 from leaklab.taskdump import last_task_groups
 
 
@@ -131,4 +141,4 @@ class UnclosedStory:
         )
 
 
-STORY = UnclosedStory()
+STORY: Story = UnclosedStory()
