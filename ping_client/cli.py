@@ -189,6 +189,10 @@ def run_swarm(argv: list[str]) -> int:
     parser = swarm_parser()
     args = parser.parse_args(argv)
     console = Console(stderr=True)
+    if not console.is_terminal:
+        # Logs, pipes and `docker compose run -T`: room for the summary's rows, unwrapped
+        # (a wrapped row splits a value from what it says, e.g. where it was read).
+        console = Console(stderr=True, width=200)
     try:
         config = config_from_args(args)
         plan = plan_from_config(config)

@@ -77,7 +77,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("first close", f"{first['code']} after {first['after_s']:.1f} s" if first else "-"),
         ("server Recv-Q peak", _server_peak(summary)),
         ("client Send-Q peak", _bytes_or_dash(summary["client_send_q_bytes_peak"])),
-        ("kernel read per sample p50 / max", _read_cost(summary.get("kernel_read_ms"))),
+        ("kernel read p50 / max", _read_cost(summary.get("kernel_read_ms"))),
         ("processes", str(summary.get("processes", 1))),
     ]
     if summary.get("source_addresses"):

@@ -311,10 +311,10 @@ def test_swarm_fills_recv_q_of_the_missing_handler_and_not_of_the_fixed_one(stac
         assert output.count("tcp memory guard: threshold ") == 1, output[-3000:]
         assert "from MemTotal/16, the kernel's default" in output
     missing_peak = summary_value(outputs["missing"], "server Recv-Q peak")
-    assert missing_peak.endswith("(http://event-service-missing:8000/stats)"), missing_peak
+    assert missing_peak.endswith("(http://event-service-missing:8000/stats)"), outputs["missing"]
     assert parse_bytes(missing_peak) >= 400 * KIB
     fixed_peak = summary_value(outputs["fixed"], "server Recv-Q peak")
-    assert fixed_peak.endswith("(http://event-service-fixed:8000/stats)"), fixed_peak
+    assert fixed_peak.endswith("(http://event-service-fixed:8000/stats)"), outputs["fixed"]
     assert parse_bytes(fixed_peak) < 64 * KIB
 
 

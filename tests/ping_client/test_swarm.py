@@ -132,6 +132,24 @@ async def test_a_swarm_that_cannot_see_the_server_takes_its_recv_q_from_stats(
     assert summary["client_send_q_bytes_peak"] is not None
 
 
+def test_cli_summary_rows_stay_whole_without_a_terminal(launch: Launch) -> None:
+    """In a log or a container (no terminal, a narrow COLUMNS) each summary row is one line:
+    the server's Recv-Q peak with where it was read, not split over two."""
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    service = launch(HOST=address, READ_HANDLER="off")
+    result = subprocess.run(
+        [sys.executable, "-m", "ping_client", "--url", service.ws_url, "--allow-remote",
+         "--clients", "3", "--interval", "0.05", "--size", "4096", "--duration", "3"],
+        capture_output=True, text=True, timeout=45, stdin=subprocess.DEVNULL,
+        env={**os.environ, "CI": "true", "COLUMNS": "60"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stderr.splitlines() if "server Recv-Q peak" in line]
+    assert len(rows) == 1 and f"(http://{address}:{service.port}/stats)" in rows[0], rows
+
+
 async def test_a_swarm_reports_unknown_server_figures_when_stats_does_not_answer() -> None:
     """No /stats (here: nothing listens): the peak is unknown, not 0 B."""
     address = non_loopback_address()
