@@ -514,8 +514,13 @@ class Swarm:
             connection.close()
         if connections:
             await asyncio.wait([c.closed for c in connections], timeout=CLOSE_TIMEOUT_S + 1.0)
-        for connection in connections:
+        left = [c for c in connections if not c.closed.done()]
+        for connection in left:
             connection.abort()
+        if left:
+            # abort() closes the socket on the loop's next iteration: wait for it, so that
+            # no socket of the swarm outlives run() (a caller may close the loop next).
+            await asyncio.wait([c.closed for c in left], timeout=1.0)
         self._connections.clear()
 
 
