@@ -275,6 +275,14 @@ class Stack:
             parts.append(f"----- {name}\n{log.stdout}{log.stderr}")
         return "\n".join(parts) or "(no containers)"
 
+    def remove_project_images(self) -> None:
+        """Remove the images an earlier run built for the project's services: `up --build`
+        rebuilds only the services it starts, so `run ping-swarm` would take an old one."""
+        listed = self.engine.docker("images", "--format", "{{.Repository}}").stdout.split()
+        stale = sorted({name for name in listed if name.startswith((f"{PROJECT}_", f"{PROJECT}-"))})
+        if stale:
+            self.engine.docker("rmi", "-f", *stale)
+
     def project_leftovers(self) -> dict[str, list[str]]:
         """Containers, networks and volumes that carry the project's label."""
         label = f"label=com.docker.compose.project={PROJECT}"
@@ -347,6 +355,7 @@ def stack() -> Iterator[Stack]:
                 assert built.returncode == 0, built.stdout[-3000:] + built.stderr
             stack = Stack(engine, Ports.choose())
             stack.compose(*PROFILES, "down", "-v", "--remove-orphans")  # a run that was killed
+            stack.remove_project_images()
             stack.volumes_before = stack.volumes()
             try:
                 yield stack
