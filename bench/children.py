@@ -150,10 +150,15 @@ class SubscriberProcess:
 
 
 class SwarmProcess:
-    """``python -m ping_client ...``: the real swarm, its summary written as JSON."""
+    """``python -m ping_client ...``: the real swarm, its summary written as JSON.
 
-    def __init__(self, argv: list[str], json_path: Path, log_path: Path) -> None:
-        argv = [sys.executable, "-m", "ping_client", *argv, "--json-out", str(json_path)]
+    ``module="bench.raw_pinger"`` runs the benchmark's floor pinger the same way.
+    """
+
+    def __init__(
+        self, argv: list[str], json_path: Path, log_path: Path, module: str = "ping_client"
+    ) -> None:
+        argv = [sys.executable, "-m", module, *argv, "--json-out", str(json_path)]
         self.json_path = json_path
         # COLUMNS: its live line and summary table stay readable in the log.
         self._child = ChildProcess(argv, {"COLUMNS": "200"}, log_path)

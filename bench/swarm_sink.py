@@ -17,7 +17,10 @@ timeout), merge and write their summaries (the parents' kernel read per sample).
 
 The baseline, in the same run right before: the same swarms pinging every 10 s (one tenth of
 the pings, the same connections, processes and kernel reads), so the difference between the
-two is the cost of 36,000 pings a second and nothing else.
+two is the cost of 36,000 pings a second and nothing else. The floor, in the same run too:
+:mod:`bench.raw_pinger` in place of each swarm, one ``send()`` of a ready frame per ping and
+nothing else, so what it costs per ping is the kernel's share that one write per ping cannot
+avoid (on loopback the sender's system call runs the receiver's TCP path too).
 """
 
 from __future__ import annotations
@@ -59,12 +62,17 @@ class SinkPlan:
     settle_s: float
     window_s: float
     connect_budget_s: float
-    runs: tuple[tuple[float, int], ...]  # (interval_s, size_bytes), baseline first
+    # (interval_s, size_bytes, client), baseline first; client "swarm" (ping-swarm) or "floor"
+    # (bench.raw_pinger: one ready frame per send(), no event loop: the kernel's share).
+    runs: tuple[tuple[float, int, str], ...]
     profile_s: int  # py-spy on one swarm after the window of the first 1 s run (0: none)
 
 
-SINK = SinkPlan(3, 40_000, 1, 700.0, 3.0, 15.0, 90.0, ((10.0, 64), (1.0, 64), (1.0, 1024)), 8)
-SINK_QUICK = SinkPlan(3, 3_000, 1, 500.0, 1.0, 4.0, 30.0, ((10.0, 64), (1.0, 64)), 2)
+SINK = SinkPlan(3, 40_000, 1, 700.0, 3.0, 15.0, 90.0,
+                ((10.0, 64, "swarm"), (1.0, 64, "floor"), (1.0, 64, "swarm"),
+                 (1.0, 1024, "swarm")), 8)  # fmt: skip
+SINK_QUICK = SinkPlan(3, 3_000, 1, 500.0, 1.0, 4.0, 30.0,
+                      ((10.0, 64, "swarm"), (1.0, 64, "floor"), (1.0, 64, "swarm")), 2)  # fmt: skip
 
 
 def _sink_sockets(sink: SinkProcess) -> SocketTable:
@@ -84,12 +92,14 @@ def _arrived_bytes(sink: SinkProcess) -> int:
 
 
 def _start_swarm(url: str, clients: int, plan: SinkPlan, interval_s: float, size_bytes: int,
-                 json_path: Path, log_path: Path) -> SwarmProcess:  # fmt: skip
+                 client: str, json_path: Path, log_path: Path) -> SwarmProcess:  # fmt: skip
     duration_s = plan.connect_budget_s + plan.settle_s + plan.window_s + 15.0
     argv = ["--url", url, "--clients", str(clients), "--ramp", f"{plan.ramp_per_s:g}",
             "--interval", f"{interval_s:g}", "--size", str(size_bytes),
-            "--duration", f"{duration_s:g}",
-            "--processes", str(plan.processes_per_swarm)]  # fmt: skip
+            "--duration", f"{duration_s:g}"]  # fmt: skip
+    if client == "floor":
+        return SwarmProcess(argv, json_path, log_path, module="bench.raw_pinger").start()
+    argv += ["--processes", str(plan.processes_per_swarm)]
     return SwarmProcess(argv, json_path, log_path).start()
 
 
@@ -105,10 +115,16 @@ def _now(pids: list[int], sinks: list[SinkProcess]) -> dict[str, float]:
 
 
 def run_sink(
-    plan: SinkPlan, interval_s: float, size_bytes: int, logs: Path, profile_s: int = 0
+    plan: SinkPlan,
+    interval_s: float,
+    size_bytes: int,
+    logs: Path,
+    profile_s: int = 0,
+    client: str = "swarm",
 ) -> dict[str, Any]:
     """One run: connect every client to the sinks, measure a window, SIGTERM, summaries;
-    with ``profile_s``, py-spy on the first swarm after the window."""
+    with ``profile_s``, py-spy on the first swarm after the window. ``client="floor"`` runs
+    the floor pingers (bench.raw_pinger) instead of the swarms."""
     shares = split(plan.clients, plan.sinks)
     machine = check_machine(
         ScalePlan(
@@ -130,7 +146,7 @@ def run_sink(
             sinks.append(sink.start())
         for index, (sink, clients) in enumerate(zip(sinks, shares, strict=True)):
             swarms.append(_start_swarm(sink.ws_url, clients, plan, interval_s, size_bytes,
-                                       logs / f"swarm-{index}.json",
+                                       client, logs / f"swarm-{index}.json",
                                        logs / f"swarm-{index}.log"))  # fmt: skip
         pids = [swarm.pid for swarm in swarms]
         time.sleep(2.0)  # the interpreters are up; only the ramp's first seconds connected
@@ -169,6 +185,7 @@ def run_sink(
     rss_window = median(rss)
     return {
         "machine": machine,
+        "client": client,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "interval_s": interval_s,
         "size_bytes": size_bytes,
@@ -185,10 +202,13 @@ def run_sink(
         "pings_per_s_at_sinks": (after["bytes"] - before["bytes"])
         / client_frame_bytes(size_bytes)
         / elapsed_s,
-        "kernel_read_ms_p50": [s["kernel_read_ms"]["p50_ms"] for s in summaries],
-        "kernel_read_cpu_ms_p50": [s["kernel_read_ms"]["cpu_p50_ms"] for s in summaries],
-        "pings_blocked": [s["pings_blocked"] for s in summaries],
-        "connected_peak": [s["connected_peak"] for s in summaries],
+        # The floor pinger reads no kernel figure: None there.
+        "kernel_read_ms_p50": [s.get("kernel_read_ms", {}).get("p50_ms") for s in summaries],
+        "kernel_read_cpu_ms_p50": [
+            s.get("kernel_read_ms", {}).get("cpu_p50_ms") for s in summaries
+        ],
+        "pings_blocked": [s.get("pings_blocked", s.get("blocked")) for s in summaries],
+        "connected_peak": [s.get("connected_peak", s.get("connected")) for s in summaries],
         "connect_failures": [s["connect_failures"] for s in summaries],
         "sink_connections_after_stop": connected,
         "swarm_exit_codes": exit_codes,
@@ -197,25 +217,42 @@ def run_sink(
 
 
 def report(results: list[dict[str, Any]]) -> None:
-    """One table: every run, the baseline first, against the targets."""
+    """One table: every run, the baseline first, against the targets and the floor."""
     rows = []
     for r in results:
-        rows.append([f"{r['interval_s']:g} s, {r['size_bytes']} B", r["swarm_processes"],
-                     r["swarm_cores"], r["kb_per_connection"], r["kb_per_connection_marginal"],
-                     r["swarm_rss_mb"], r["pings_per_s_at_sinks"], r["sink_cores"],
-                     r["other_cores"], max(r["kernel_read_cpu_ms_p50"]),
-                     r["connected_after_s"]])  # fmt: skip
+        reads = [ms for ms in r["kernel_read_cpu_ms_p50"] if ms is not None]
+        rows.append([f"{r['client']}: {r['interval_s']:g} s, {r['size_bytes']} B",
+                     r["swarm_processes"], r["swarm_cores"], r["kb_per_connection"],
+                     r["kb_per_connection_marginal"], r["swarm_rss_mb"],
+                     r["pings_per_s_at_sinks"], r["sink_cores"], r["other_cores"],
+                     max(reads, default=None), r["connected_after_s"]])  # fmt: skip
     base = results[0]
+    floor = next((r for r in results if r["client"] == "floor"), None)
+    if floor is not None and floor["pings_per_s_at_sinks"] > 0:
+        floor["us_per_ping"] = floor["swarm_cores"] / floor["pings_per_s_at_sinks"] * 1e6
+        say(f"floor: {floor['us_per_ping']:.1f} us of CPU per ping (one send() of a ready "
+            f"frame), {floor['swarm_cores']:.2f} cores for {floor['pings_per_s_at_sinks']:,.0f} "
+            "pings/s")  # fmt: skip
     for r in results[1:]:
         extra = r["pings_per_s_at_sinks"] - base["pings_per_s_at_sinks"]
-        if extra > 0:
+        if r["client"] == "swarm" and extra > 0:
             r["us_per_ping"] = (r["swarm_cores"] - base["swarm_cores"]) / extra * 1e6
+            against = ""
+            if (
+                floor is not None
+                and floor.get("us_per_ping")
+                and r["size_bytes"] == floor["size_bytes"]
+            ):
+                r["per_ping_vs_floor"] = r["us_per_ping"] / floor["us_per_ping"]
+                r["cores_vs_floor"] = r["swarm_cores"] / floor["swarm_cores"]
+                against = (f" ({r['per_ping_vs_floor']:.2f}x the floor's per ping; "
+                           f"{r['cores_vs_floor']:.2f}x its cores in all)")  # fmt: skip
             say(f"{r['interval_s']:g} s, {r['size_bytes']} B: "
-                f"{r['us_per_ping']:.1f} us of swarm CPU per extra ping")  # fmt: skip
+                f"{r['us_per_ping']:.1f} us of swarm CPU per extra ping{against}")  # fmt: skip
     print_table(
         f"swarm against sinks: {base['connections']} connections (aim: < {SCALE_TARGET_CORES} "
         f"core, < {SCALE_TARGET_KB_PER_CONNECTION:g} KB per connection)",
-        ["interval, size", "procs", "swarm cores", "KB/conn", "KB/conn marginal", "RSS MB",
+        ["client, interval, size", "procs", "cores", "KB/conn", "KB/conn marginal", "RSS MB",
          "pings/s at sinks", "sink cores", "other cores", "read CPU ms p50", "connected s"],
         rows,
     )  # fmt: skip
@@ -226,13 +263,13 @@ def sink_scale(quick: bool) -> list[dict[str, Any]]:
     plan = SINK_QUICK if quick else SINK
     results = []
     profiled = False
-    for interval_s, size_bytes in plan.runs:
-        profile_s = 0 if profiled or interval_s != 1.0 else plan.profile_s
+    for interval_s, size_bytes, client in plan.runs:
+        profile_s = 0 if profiled or interval_s != 1.0 or client != "swarm" else plan.profile_s
         profiled = profiled or bool(profile_s)
-        say(f"swarm against {plan.sinks} sinks: {plan.clients} connections, "
+        say(f"{client} against {plan.sinks} sinks: {plan.clients} connections, "
             f"--interval {interval_s:g} --size {size_bytes}")  # fmt: skip
-        logs = log_dir(f"swarm-sink-{interval_s:g}s-{size_bytes}b")
-        result = run_sink(plan, interval_s, size_bytes, logs, profile_s)
+        logs = log_dir(f"swarm-sink-{client}-{interval_s:g}s-{size_bytes}b")
+        result = run_sink(plan, interval_s, size_bytes, logs, profile_s, client)
         result["verdict"] = {
             "swarm_cores_under_target": result["swarm_cores"] < SCALE_TARGET_CORES,
             "kb_per_connection_under_target": (

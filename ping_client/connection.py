@@ -160,6 +160,20 @@ class PingConnection(asyncio.Protocol):
         self._flush()
         return True
 
+    def send_frame(self, frame: bytes, payload_bytes: int) -> bool:
+        """Send one data ping framed beforehand (:mod:`ping_client.frames`): as
+        :meth:`send_ping`, without websockets' per-frame work. Uncompressed connections only."""
+        transport = self._transport
+        if transport is None or self._protocol.state is not OPEN:
+            return False
+        if self.paused_at is not None:
+            self._stats.pings_blocked += 1
+            return False
+        transport.write(frame)
+        self._stats.pings_sent += 1
+        self._stats.bytes_sent += payload_bytes
+        return True
+
     def send_keepalive(self, now: float) -> None:
         """Send a keepalive Ping frame, as websockets' own client does every 20 s."""
         if self.is_open:

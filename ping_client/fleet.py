@@ -42,9 +42,9 @@ from ping_client.server_stats import ServerStats, stats_url
 from ping_client.stats import ReadCost, timed_read
 from ping_client.swarm import SwarmConfig
 from ping_client.worker import STOP_SENDING, WorkerSpec, spec_to_json
-from sockscope.diag import Endpoint, ipv4_key, socket_totals
+from sockscope.diag import Endpoint, SocketTable, ipv4_key
 from sockscope.kernel import read_sockstat
-from sockscope.netlink import FAMILIES, read_sockets
+from sockscope.netlink import FAMILIES, read_both_ends, read_sockets
 from sockscope.schedule import every
 from sockscope.tcp import TCP_STATES
 
@@ -308,11 +308,17 @@ class Fleet:
     def _read_kernel(self) -> dict[str, Any]:
         """The swarm's client sockets by exact source address, and the server's (blocking).
 
-        One dump of the sockets connected to the server's exact address and port, counted by
-        their exact source address (the workers' own, from the plan); one of the server's.
+        The sockets connected to the server's exact address and port, counted by their exact
+        source address (the workers' own, from the plan); with a server in this namespace, its
+        sockets (local end that address) come in the same dump.
         """
         sources = self.plan.source_addresses
-        clients = read_sockets(remote=self._server_end, skmem=False, families=self._families)
+        server_end = self._server_end
+        server: SocketTable | None = None
+        if self._is_local and server_end[0] is not None and server_end[1] is not None:
+            server, clients = read_both_ends((server_end[0], server_end[1]))
+        else:
+            clients = read_sockets(remote=server_end, skmem=False, families=self._families)
         established = _STATE_CODES["ESTABLISHED"]
         if sources:
             wanted = {ipv4_key(source): source for source in sources}
@@ -332,10 +338,10 @@ class Fleet:
             "client_established": sum(by_source.values()),
             "client_established_by_source": by_source,
         }
-        if self._is_local:
-            server = socket_totals(read_sockets(local=self._server_end, skmem=False))
-            figures["server_recv_q_bytes"] = server.recv_q_bytes
-            figures["server_recv_q_max_bytes"] = server.recv_q_max_bytes
+        if server is not None:
+            server_recv_q = server.column("recv_q")
+            figures["server_recv_q_bytes"] = sum(server_recv_q)
+            figures["server_recv_q_max_bytes"] = max(server_recv_q, default=0)
         return figures
 
     # Helpers

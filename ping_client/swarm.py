@@ -47,12 +47,13 @@ from websockets.uri import WebSocketURI, parse_uri
 from ping_client.churn import EVENT_TYPE_RE, Departures, arrival_offsets, subscription_uri
 from ping_client.connection import CLOSE_TIMEOUT_S, PingConnection
 from ping_client.errors import InvalidConfig
+from ping_client.frames import PingFramer
 from ping_client.safety import MemoryGuard, check_target, is_loopback
 from ping_client.server_stats import ServerStats, stats_url
 from ping_client.stats import ReadCost, SwarmStats, summarize, timed_read
-from sockscope.diag import Endpoint, socket_totals
+from sockscope.diag import socket_totals
 from sockscope.kernel import read_sockstat
-from sockscope.netlink import read_sockets
+from sockscope.netlink import read_both_ends, read_sockets
 from sockscope.schedule import every
 
 __all__ = [
@@ -390,14 +391,28 @@ class Swarm:
         slots = max(1, round(self.config.interval_s / TICK_S))
         control = self.config.ping_kind == "control"
         as_text = self.config.payload == "text"
+        framer = self._framer()
         slot = 0
         async for _ in every(self.config.interval_s / slots, missed="catch-up"):
             self._leave_due()
             if not self._sending:
                 continue
-            for connection in self._connections[slot::slots]:
-                connection.send_ping(self._payload(), as_text=as_text, control=control)
+            due = self._connections[slot::slots]
+            if framer is not None:
+                size = framer.size_bytes
+                for connection, frame in zip(due, framer.frames(len(due)), strict=True):
+                    connection.send_frame(frame, size)
+            else:
+                for connection in due:
+                    connection.send_ping(self._payload(), as_text=as_text, control=control)
             slot = (slot + 1) % slots
+
+    def _framer(self) -> PingFramer | None:
+        """Data pings framed in batches, unless they are control pings or compressed."""
+        if self.config.ping_kind == "control" or self.config.compression:
+            return None
+        text = self._text_payload if self.config.payload == "text" else None
+        return PingFramer(self.config.size_bytes, text=text)
 
     def _payload(self) -> bytes:
         if self.config.payload == "random":
@@ -466,17 +481,22 @@ class Swarm:
         self._queue_figures = figures
         self._raise_peaks(figures)
 
-    def _read_queue_figures(self, server_end: Endpoint | None, inodes: set[int]) -> dict[str, int]:
+    def _read_queue_figures(
+        self, server_end: tuple[str, int] | None, inodes: set[int]
+    ) -> dict[str, int]:
         """Ours by the inodes of our connections' sockets (taken as each one connected); the
-        server's by the exact address our connections reached."""
-        ours = read_sockets(remote=(None, self._uri.port), skmem=False).with_inodes(inodes)
-        clients = socket_totals(ours)
-        figures = {"client_send_q_bytes": clients.send_q_bytes}
-        if server_end is not None:
-            server = socket_totals(read_sockets(local=server_end, skmem=False))
-            figures["server_recv_q_bytes"] = server.recv_q_bytes
-            figures["server_recv_q_max_bytes"] = server.recv_q_max_bytes
-        return figures
+        server's by the exact address our connections reached. Both in one dump: every
+        socket with that address at either end."""
+        if server_end is None:
+            ours = read_sockets(remote=(None, self._uri.port), skmem=False).with_inodes(inodes)
+            return {"client_send_q_bytes": socket_totals(ours).send_q_bytes}
+        server, others = read_both_ends(server_end)
+        server_recv_q = server.column("recv_q")
+        return {
+            "client_send_q_bytes": sum(others.with_inodes(inodes).column("send_q")),
+            "server_recv_q_bytes": sum(server_recv_q),
+            "server_recv_q_max_bytes": max(server_recv_q, default=0),
+        }
 
     async def _read_server_stats(self) -> None:
         if self._server_stats is None:

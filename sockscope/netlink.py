@@ -6,6 +6,7 @@ on an event loop run it in a thread, ``await asyncio.to_thread(read_sockets, ...
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from collections.abc import Collection, Sequence
 
@@ -14,13 +15,14 @@ from sockscope.diag import (
     DumpParser,
     Endpoint,
     SocketTable,
+    compile_either,
     compile_filter,
     dump_request,
 )
 from sockscope.fds import socket_inodes
 from sockscope.tcp import CONNECTED_STATES
 
-__all__ = ["FAMILIES", "RECV_BYTES", "read_own_sockets", "read_sockets"]
+__all__ = ["FAMILIES", "RECV_BYTES", "read_both_ends", "read_own_sockets", "read_sockets"]
 
 FAMILIES = (socket.AF_INET, socket.AF_INET6)
 # The kernel fills a dump's datagrams up to 32 KiB; a bigger buffer never truncates one.
@@ -31,16 +33,21 @@ def read_sockets(
     *,
     local: Endpoint | None = None,
     remote: Endpoint | None = None,
+    either: Endpoint | None = None,
     states: Collection[str] = CONNECTED_STATES,
     skmem: bool = True,
     families: Sequence[int] = FAMILIES,
 ) -> SocketTable:
-    """The TCP sockets of this network namespace whose ends are ``local`` and ``remote``.
+    """The TCP sockets of this network namespace whose ends are ``local`` and ``remote``, or
+    with ``either`` instead, whose local or remote end is ``either`` (a server's sockets and
+    its clients' in one dump; :meth:`SocketTable.split_local` tells them apart).
 
     The kernel does the filtering (states, exact addresses and ports), so the cost grows
     with the sockets that match, not with every socket of the host.
     """
-    bytecode = compile_filter(local, remote)
+    if either is not None and (local is not None or remote is not None):
+        raise ValueError("read_sockets: either= excludes local= and remote=")
+    bytecode = compile_filter(local, remote) if either is None else compile_either(either)
     table = SocketTable()
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as sock:
         for seq, family in enumerate(families, start=1):
@@ -58,6 +65,26 @@ def read_sockets(
             while not parser.done:
                 parser.feed(sock.recv(RECV_BYTES))
     return table
+
+
+def read_both_ends(
+    end: tuple[str, int], *, states: Collection[str] = CONNECTED_STATES, skmem: bool = False
+) -> tuple[SocketTable, SocketTable]:
+    """A server's sockets (local end ``end``) and the others connected to ``end`` (its clients).
+
+    One dump with both sides per family, and IPv6 only when IPv4 holds no socket of the
+    server: a listener's family is that of all its sockets, and a dual-stack listener's are
+    IPv6 (IPv4-mapped). So a server on IPv4 costs one walk of the kernel's table, not two.
+    Clients are looked for in the same families (an IPv4 address is reached by IPv4 sockets).
+    """
+    family = socket.AF_INET if ipaddress.ip_address(end[0]).version == 4 else socket.AF_INET6
+    table = read_sockets(either=end, states=states, skmem=skmem, families=(family,))
+    server, clients = table.split_local(end)
+    if len(server) or family == socket.AF_INET6:
+        return server, clients
+    mapped = read_sockets(either=end, states=states, skmem=skmem, families=(socket.AF_INET6,))
+    server, mapped_clients = mapped.split_local(end)
+    return server, clients.joined(mapped_clients)
 
 
 def read_own_sockets(

@@ -28,6 +28,7 @@ from sockscope.diag import (
     DiagSocket,
     DumpParser,
     Skmem,
+    compile_either,
     compile_filter,
     dump_request,
     parse_dump,
@@ -188,6 +189,33 @@ def test_with_inodes_keeps_one_process_sockets() -> None:
     assert len(table.with_inodes({s.inode for s in EXPECTED_V4})) == 4
 
 
+def test_split_local_parts_a_server_from_the_rest_by_exact_end() -> None:
+    table = parse_dump(V4)
+    at_end, rest = table.split_local(("127.0.0.1", 8000))
+    assert (len(at_end), len(rest)) == (4, 0)
+    at_other, rest = table.split_local(("127.0.0.2", 8000))  # the same port, another address
+    assert (len(at_other), len(rest)) == (0, 4)
+    mine = table.with_inodes({1178881, 1178880})
+    at_end, rest = mine.split_local(("127.0.0.1", 8000))
+    assert at_end.column("inode") == [1178881, 1178880]  # a selection stays one
+
+
+def test_split_local_compares_ipv6_and_ipv4_mapped_addresses_in_full() -> None:
+    table = parse_dump(V6)
+    v6, _ = table.split_local(("::1", 8001))
+    mapped, _ = table.split_local(("127.0.0.1", 8001))
+    assert [s.local for s in v6.sockets()] == [("::1", 8001)]
+    assert [s.local for s in mapped.sockets()] == [("::ffff:127.0.0.1", 8001)]
+
+
+def test_joined_tables_keep_both_selections_in_order() -> None:
+    v4 = parse_dump(V4).with_inodes({1178882})
+    v6 = parse_dump(V6)
+    joined = v4.joined(v6)
+    assert joined.column("inode") == [1178882, *(s.inode for s in EXPECTED_V6)]
+    assert len(parse_dump(V4).joined(v6)) == len(EXPECTED_V4) + len(EXPECTED_V6)
+
+
 def test_totals_sum_and_take_the_largest_queue_and_memory() -> None:
     totals = socket_totals(parse_dump(V4).with_inodes({1178880, 1178881, 1178882}))
     assert totals.sockets == 3
@@ -230,6 +258,15 @@ def test_an_ipv6_endpoint_carries_sixteen_bytes_and_a_full_prefix() -> None:
     assert code[:4].hex() == "081c2000"  # D_COND, yes 28, no 32
     assert code[4:8].hex() == "0a800000"  # AF_INET6, /128
     assert code[12:] == socket.inet_pton(socket.AF_INET6, "::1")
+
+
+def test_either_end_is_a_source_or_a_destination_condition() -> None:
+    """S_COND true -> JMP (always its no) -> the end (accept); false -> D_COND, whose no
+    jumps past the end (reject). Every yes is its op's own length, for the kernel's audit."""
+    cond = "02200000401f00007f000001"
+    assert compile_either(("127.0.0.1", 8000)).hex() == (
+        "07101400" + cond + "01041400" + "08101400" + cond
+    )
 
 
 def test_no_end_means_no_bytecode() -> None:

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from sockscope.diag import DiagSocket, ipv4_key
-from sockscope.netlink import read_own_sockets, read_sockets
+from sockscope.netlink import read_both_ends, read_own_sockets, read_sockets
 from tests.utils import SsSocket, ss_sockets
 
 pytestmark = [
@@ -190,3 +190,59 @@ def test_the_local_ipv4_column_tells_source_addresses_apart() -> None:
         keys = table.column("local_ipv4")
         assert keys == [ipv4_key(s.local[0]) for s in table.sockets()]
         assert sorted(keys) == sorted(map(ipv4_key, ("127.0.0.2", "127.0.0.3", "127.0.0.3")))
+
+
+def test_either_end_finds_a_server_and_its_clients_in_one_dump_and_no_decoy() -> None:
+    """Both sides of a server's connections, split by exact local end; decoys with the
+    server's port number on other addresses (one connected elsewhere, one connected to the
+    server from that very port number) land on the right side or not at all."""
+    with (
+        Pair(socket.AF_INET, "127.0.0.1", 2) as server,
+        Pair(socket.AF_INET, "127.0.0.3", 0) as elsewhere,
+        socket.socket() as decoy,
+        socket.socket() as port_twin,
+    ):
+        decoy.bind(("127.0.0.2", server.end[1]))
+        decoy.connect(elsewhere.end)
+        elsewhere.accepted.append(elsewhere.listener.accept()[0])
+        port_twin.bind(("127.0.0.4", server.end[1]))  # a client of the server, same port number
+        port_twin.connect(server.end)
+        server.accepted.append(server.listener.accept()[0])
+        server.clients[0].sendall(b"\x00" * 300)
+        table = read_sockets(either=server.end, skmem=False)
+        at_server, clients = table.split_local(server.end)
+        both_sides, others = read_both_ends(server.end)
+        witness_server = {s.inode for s in ss_sockets("state", "established", "src", "127.0.0.1:"
+                                                      f"{server.end[1]}")}  # fmt: skip
+        assert {s.inode for s in at_server.sockets()} == set(map(inode, server.accepted))
+        assert {s.inode for s in at_server.sockets()} == witness_server
+        assert set(clients.column("inode")) == set(map(inode, [*server.clients, port_twin]))
+        assert inode(decoy) not in set(table.column("inode"))
+        assert sorted(at_server.column("recv_q")) == [0, 0, 300]
+        assert set(both_sides.column("inode")) == set(at_server.column("inode"))
+        assert set(others.column("inode")) == set(clients.column("inode"))
+
+
+def test_either_end_of_a_dual_stack_server_reads_its_ipv4_mapped_sockets() -> None:
+    """An IPv4 end on a dual-stack listener: the server's sockets are IPv6 (mapped), so
+    read_both_ends reads IPv6 too; the clients stay IPv4."""
+    with Pair(socket.AF_INET6, "::", 2, client_host="127.0.0.1") as pair:
+        end = ("127.0.0.1", pair.end[1])
+        server, clients = read_both_ends(end)
+        assert {(s.family, s.local[0]) for s in server.sockets()} == {
+            (socket.AF_INET6, "::ffff:127.0.0.1")
+        }
+        assert set(server.column("inode")) == set(map(inode, pair.accepted))
+        assert set(clients.column("inode")) == set(map(inode, pair.clients))
+
+
+def test_either_end_on_ipv6_loopback() -> None:
+    with Pair(socket.AF_INET6, "::1", 2) as pair:
+        server, clients = read_both_ends(pair.end)
+        assert set(server.column("inode")) == set(map(inode, pair.accepted))
+        assert set(clients.column("inode")) == set(map(inode, pair.clients))
+
+
+def test_either_excludes_local_and_remote() -> None:
+    with pytest.raises(ValueError, match="either= excludes"):
+        read_sockets(either=("127.0.0.1", 1), local=("127.0.0.1", 1))
