@@ -243,6 +243,10 @@ class ScalePlan:
 # the clients ping every 10 s, and the ramp is what the two services keep up with.
 SCALE = ScalePlan(2, 19_700, 2, 350.0, 10.0, 3.0, 15.0, 120.0)
 SCALE_QUICK = ScalePlan(2, 1_000, 2, 500.0, 1.0, 1.0, 3.0, 30.0)
+# 40,000 against services, then, takes three instances: 13,334 each, one swarm process each
+# (``--services 3``); the services' handshakes bound the ramp.
+SCALE_THREE = ScalePlan(3, 13_334, 1, 300.0, 10.0, 3.0, 15.0, 180.0)
+SCALE_THREE_QUICK = ScalePlan(3, 700, 1, 500.0, 1.0, 1.0, 3.0, 30.0)
 
 
 def check_machine(plan: ScalePlan) -> dict[str, Any]:
@@ -437,6 +441,18 @@ def scale(quick: bool) -> dict[str, Any]:
     return results
 
 
+def scale_three(quick: bool) -> dict[str, Any]:
+    """40,000 connections against three service instances, one swarm process each:
+    ``python -m bench.swarm scale --services 3 [--quick]`` (two cannot hold 40,000 here)."""
+    plan = SCALE_THREE_QUICK if quick else SCALE_THREE
+    say(f"swarm at scale: {plan.services} x {plan.clients_per_service} connections, "
+        f"--processes {plan.processes_per_swarm} each")  # fmt: skip
+    result = run_scale(plan, log_dir("swarm-scale-three"))
+    runs = {"result": result, "verdict": report_scale(plan, result, quick)}
+    write_result("swarm-scale-three", quick, {"plan": dataclasses.asdict(plan), "runs": runs})
+    return runs
+
+
 if __name__ == "__main__":
     import argparse
 
@@ -446,10 +462,19 @@ if __name__ == "__main__":
     parser.add_argument(
         "--sink", action="store_true", help="40,000 connections pinging sinks once a second"
     )
+    parser.add_argument(
+        "--services",
+        type=int,
+        choices=(2, 3),
+        default=2,
+        help="2: 39,400 connections (and the one-process reference); 3: 40,002",
+    )
     args = parser.parse_args()
     if args.sink:
         from bench.swarm_sink import sink_scale
 
         sink_scale(args.quick)
+    elif args.services == 3:
+        scale_three(args.quick)
     else:
         scale(args.quick)

@@ -182,3 +182,28 @@ def test_swarm_in_a_network_namespace_without_tcp_mem_says_what_its_guard_uses(
     assert result.stderr.count(line) == 1, result.stderr
     assert "from MemTotal/16, the kernel's default: no /proc/sys/net/ipv4/tcp_mem" in result.stderr
     assert json.loads(out.read_text())["tcp_mem_guard_threshold_from"].startswith("MemTotal/16")
+
+
+@pytest.mark.parametrize(
+    ("payload", "compression"),
+    # Uncompressed random pings are counted this way by tests/event_service's read tests.
+    [("text", False), ("random", True), ("text", True)],
+)
+async def test_every_ping_reaches_the_service_whole_whatever_its_framing(
+    launch: Launch, payload: str, compression: bool
+) -> None:
+    """Batch-framed pings (uncompressed) and websockets-framed ones (deflate) alike: the
+    reading service counts every message and byte the swarm sent, and closes nothing (a
+    badly masked text frame would be invalid UTF-8: 1007)."""
+    service = launch(READ_HANDLER="on")
+    config = SwarmConfig(url=service.ws_url, clients=4, interval_s=0.05, size_bytes=300,
+                         payload=payload, compression=compression, duration_s=1.5)  # fmt: skip
+    summary = await Swarm(config).run()
+    assert summary["pings_sent"] >= 4 * 10
+    assert summary["closes"] == {}
+    await wait_until(
+        lambda: service.stats()["client_messages"] == summary["pings_sent"],
+        timeout_s=10,
+        what="the service read every ping",
+    )
+    assert service.stats()["client_bytes"] == summary["bytes_sent"]
