@@ -8,7 +8,13 @@
 - :func:`ws_protocol`: for ``websockets-sansio``, a subclass that writes the answer websockets
   queued when it refuses a handshake. websockets >= 17 answers an oversized line with 414/431
   (python-websockets/websockets#1732); uvicorn 0.54 writes what websockets queued only after a
-  request event, so that answer never leaves and the connection stays open.
+  request event, so that answer never leaves and the connection stays open. The same subclass
+  ends a keepalive timeout as websockets' own server does: the 1011 close frame, then a FIN,
+  then it reads and drops what the client still sends until the client's EOF (or aborts after
+  uvicorn's ``close_timeout``); the app is told at once. uvicorn 0.54 closes the socket at
+  once, over the client messages a non-reading app left in its receive queue: Linux answers
+  that with a RST, and a client that writes before it has read the close frame gets
+  ECONNRESET and loses the frame.
 - :class:`GuardedServer`: ``uvicorn.Server`` with the handles a bounded shutdown needs (stop
   accepting, every connection's transport) and a clean exit status after a signal.
 
@@ -18,8 +24,11 @@ tests/event_service/test_uvicorn_guards.py): the protocol methods ``connection_m
 ``connection_lost``, ``handle_websocket_upgrade``, ``on_response_complete``,
 ``_unset_keepalive_if_required`` and the attributes ``transport``, ``loop``, ``cycle`` of
 ``H11Protocol`` and ``HttpToolsProtocol``; ``conn`` (h11) and ``on_message_complete``
-(httptools); ``conn``, ``handshake_initiated``, ``handshake_complete`` and ``send`` of
-``WebSocketsSansIOProtocol``; and
+(httptools); ``conn``, ``handshake_initiated``, ``handshake_complete``, ``send``,
+``keepalive_timeout`` (the pong timer's callback), ``pong_timer``, ``pending_ping_payload``,
+``close_sent``, ``read_paused``, ``queue`` (``put_nowait``), ``close_timer`` (cancelled by
+``connection_lost``; while it is set, the end of the ASGI task leaves the transport open) and
+``close_timeout`` of ``WebSocketsSansIOProtocol``; and
 ``Server.servers``, ``Server.server_state.connections`` (protocols with a ``transport``),
 ``Server._captured_signals``.
 """
@@ -37,9 +46,11 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from event_service.request_head import HEAD_LIMITS, HeadLimits, HeadScanner, HeadTooLarge
+from event_service.transport import abort
 
 __all__ = [
     "VERIFIED_UVICORN",
@@ -57,6 +68,7 @@ VERIFIED_UVICORN = ((0, 54), (0, 55))
 # that closing it does not answer with a RST that could destroy the reply before it is read.
 LINGER_S = 1.0
 REQUEST_TIMEOUT = 408
+KEEPALIVE_REASON = "keepalive ping timeout"  # uvicorn's, with close code 1011
 
 logger = logging.getLogger("event_service.guards")
 
@@ -219,7 +231,11 @@ def guarded_http_protocol(
 
 
 class GuardedWebSocketsSansIO(WebSocketsSansIOProtocol):
-    """uvicorn's websockets-sansio protocol that answers a handshake websockets refused."""
+    """uvicorn's websockets-sansio protocol that answers a handshake websockets refused, and
+    ends a keepalive timeout with a FIN after its close frame rather than a RST."""
+
+    # Set once the keepalive timed out: the connection is being failed, the app has lost it.
+    keepalive_failed = False
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -230,7 +246,47 @@ class GuardedWebSocketsSansIO(WebSocketsSansIOProtocol):
             self.transport.write(reply or plain_response(400, "invalid WebSocket handshake"))
             self.transport.close()
 
+    def keepalive_timeout(self) -> None:
+        """No pong in time: close with 1011, half-close, drain until the client's EOF.
+
+        What websockets' own server does after failing a connection (its sans-I/O protocol
+        queues EOF after the close frame, then discards what it reads until the peer's EOF).
+        The app is told at once, as uvicorn tells it after its own close, so the session
+        ends now; of what the client still sends, websockets passes nothing on to it.
+        """
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        if self.close_sent or self.transport.is_closing():
+            return
+        self.keepalive_failed = True
+        self.close_sent = True
+        self.queue.put_nowait(
+            {"type": "websocket.disconnect", "code": 1011, "reason": KEEPALIVE_REASON}
+        )
+        self.conn.fail(1011, KEEPALIVE_REASON)
+        for data in self.conn.data_to_send():
+            if data:
+                self.transport.write(data)
+            elif self.transport.can_write_eof():
+                self.transport.write_eof()  # the FIN goes after the frame
+            else:  # TLS cannot half-close: as uvicorn does
+                self.transport.close()
+                return
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        # uvicorn's connection_lost cancels it; the client's EOF ends the drain first.
+        self.close_timer = self.loop.call_later(self.close_timeout, self._drain_timed_out)
+
+    def _drain_timed_out(self) -> None:
+        self.close_timer = None
+        abort(self.transport)
+
     async def send(self, message: Any) -> None:
+        if self.keepalive_failed:
+            # The close frame is out and the drain may still run: the app sees the client
+            # gone, as after connection_lost (uvicorn raises RuntimeError until then).
+            raise ClientDisconnected()
         await super().send(message)
         if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
             # A denial (the session cap's 503, a 401 or 403) answers the handshake; uvicorn 0.54

@@ -10,15 +10,22 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import random
+import socket
 import time
+from typing import Any
 
 import httpx
 import pytest
 from uvicorn.config import Config
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.asyncio.client import connect
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Close, Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
 
 from event_service.uvicorn_guards import (
     VERIFIED_UVICORN,
@@ -26,8 +33,10 @@ from event_service.uvicorn_guards import (
     plain_response,
     ws_protocol,
 )
-from tests.conftest import Launch
-from tests.utils import wait_until
+from sockscope.diag import DiagSocket
+from sockscope.tcp import TCP_INFO_MIN_BYTES, parse_tcp_info
+from tests.conftest import BOTH_FANOUTS, Launch
+from tests.utils import kernel_server_sockets, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -224,9 +233,16 @@ class StubTransport:
     def __init__(self) -> None:
         self.written = b""
         self.closed = False
+        self.eof_written = False
 
     def write(self, data: bytes) -> None:
         self.written += data
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof_written = True
 
     def close(self) -> None:
         self.closed = True
@@ -281,3 +297,210 @@ async def test_upstream_sansio_protocol_still_leaves_the_refusal_unwritten() -> 
     itself: drop ``GuardedWebSocketsSansIO`` from event_service/uvicorn_guards.py."""
     transport = await feed_sansio(WebSocketsSansIOProtocol, LINE_TOO_LONG_FOR_WEBSOCKETS)
     assert transport.written == b"" and not transport.closed
+
+
+class LateReader:
+    """A WebSocket client on a bare socket that reads only when told to: a busy client.
+
+    It talks websockets' sans-I/O protocol, so what it finally reads is parsed as the
+    swarm's clients parse it.
+    """
+
+    def __init__(self, sock: socket.socket, protocol: ClientProtocol) -> None:
+        self.sock = sock
+        self.protocol = protocol
+        # The connection's (server end, client end), as the kernel names them.
+        self.pair: tuple[tuple[str, int], tuple[str, int]] = (("", 0), ("", 0))
+
+    @classmethod
+    async def connect(cls, url: str) -> LateReader:
+        """Connect and complete the handshake, then stop reading."""
+        loop = asyncio.get_running_loop()
+        uri = parse_uri(url)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        client = cls(sock, ClientProtocol(uri, max_size=None))
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (uri.host, uri.port)), 5)
+            client.pair = sock.getpeername(), sock.getsockname()
+            client.protocol.send_request(client.protocol.connect())
+            await client.flush()
+            while not any(isinstance(e, Response) for e in client.protocol.events_received()):
+                data = await asyncio.wait_for(loop.sock_recv(sock, 65536), 5)
+                assert data, "the server closed during the handshake"
+                client.protocol.receive_data(data)
+            assert client.protocol.handshake_exc is None
+        except BaseException:
+            sock.close()
+            raise
+        return client
+
+    @property
+    def tcp_state(self) -> str:
+        """This socket's TCP state, from the kernel (``TCP_INFO``)."""
+        raw = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_MIN_BYTES)
+        return parse_tcp_info(raw).state
+
+    async def send_binary(self, data: bytes) -> None:
+        """Send one data message (raises if the kernel says the connection was reset)."""
+        self.protocol.send_binary(data)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write what the protocol queued; its EOF as a half-close."""
+        loop = asyncio.get_running_loop()
+        for data in self.protocol.data_to_send():
+            if data:
+                await asyncio.wait_for(loop.sock_sendall(self.sock, data), 5)
+            else:
+                self.sock.shutdown(socket.SHUT_WR)
+
+    async def read_to_eof(self) -> None:
+        """Read (at last) everything the server sent, until its EOF."""
+        loop = asyncio.get_running_loop()
+        while data := await asyncio.wait_for(loop.sock_recv(self.sock, 65536), 5):
+            self.protocol.receive_data(data)
+        self.protocol.receive_eof()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def server_end(service_port: int, client: LateReader) -> list[DiagSocket]:
+    """The service's socket of ``client``'s connection, by its exact address pair."""
+    server, local = client.pair
+    return [s for s in kernel_server_sockets(service_port, server[0]) if s.remote == local]
+
+
+@BOTH_FANOUTS
+@pytest.mark.timeout(30)
+async def test_keepalive_timeout_sends_fin_after_1011_and_drains_for_a_late_reader(
+    launch: Launch,
+) -> None:
+    """READ_HANDLER off, keepalive 1 s / 1 s: the close frame is followed by a FIN, not a RST.
+
+    uvicorn 0.54 closed the socket over the unread client messages in its receive queue:
+    Linux then sends a RST, and a client that writes before it has read the close frame
+    gets ECONNRESET and drops the frame unread (the swarm recorded 1006 on a busy host).
+    Here the client keeps writing and reads only once the server has closed its side:
+    the connection must not be reset, the frame must say 1011, and the server must read
+    and drop what the client sent (the app still reads nothing) and close on the client's EOF.
+    """
+    service = launch(READ_HANDLER="off", WS_PING_INTERVAL="1", WS_PING_TIMEOUT="1")
+    client = await LateReader.connect(service.ws_url)
+    try:
+        for _ in range(4):  # the first waits for the app, which never takes it; the rest
+            await client.send_binary(random.randbytes(4096))  # stay in the kernel
+        await wait_until(
+            lambda: sum(s.recv_q_bytes for s in server_end(service.port, client)) > 4096,
+            timeout_s=5,
+            what="the client's messages wait unread in the server's receive queue",
+        )
+        await wait_until(
+            lambda: client.tcp_state != "ESTABLISHED", timeout_s=10, what="the server closes"
+        )
+        assert client.tcp_state == "CLOSE_WAIT"  # a FIN came; after a RST it is CLOSE
+        await client.send_binary(random.randbytes(4096))  # as the swarm's ticker does
+        await client.read_to_eof()
+        close = client.protocol.close_rcvd
+        assert close is not None and (close.code, close.reason) == (
+            1011,
+            "keepalive ping timeout",
+        )
+        await wait_until(
+            lambda: all(s.recv_q_bytes == 0 for s in server_end(service.port, client)),
+            timeout_s=5,
+            what="the server drained its receive queue",
+        )
+        await client.flush()  # our close reply, then EOF: the server closes at once
+        await wait_until(
+            lambda: not server_end(service.port, client), timeout_s=5, what="the server closed"
+        )
+        assert service.stats()["client_messages"] == 0
+    finally:
+        client.close()
+
+
+# uvicorn's close_timeout: how long a failed connection may take to send its EOF.
+CLOSE_TIMEOUT_S = 10.0
+
+
+@pytest.mark.timeout(40)
+async def test_keepalive_timeout_aborts_a_client_that_never_closes(launch: Launch) -> None:
+    """A client that never reads nor closes is dropped with a RST after the close timeout:
+    the drain is bounded, no socket outlives it."""
+    service = launch(READ_HANDLER="off", WS_PING_INTERVAL="1", WS_PING_TIMEOUT="1")
+    client = await LateReader.connect(service.ws_url)
+    try:
+        await client.send_binary(random.randbytes(4096))
+        await wait_until(
+            lambda: client.tcp_state != "ESTABLISHED", timeout_s=10, what="the server closes"
+        )
+        half_closed_at = time.monotonic()
+        assert client.tcp_state == "CLOSE_WAIT"
+        await wait_until(
+            lambda: client.tcp_state == "CLOSE",
+            timeout_s=CLOSE_TIMEOUT_S + 10,
+            what="the server aborts the connection",
+        )
+        assert time.monotonic() - half_closed_at > CLOSE_TIMEOUT_S - 1
+        assert not server_end(service.port, client)
+    finally:
+        client.close()
+
+
+async def accepted_sansio(protocol_class: type) -> tuple[Any, StubTransport]:
+    """A websockets-sansio protocol whose handshake the app accepted, on a stub transport,
+    its ping timer stopped (the tests call the pong timer's callback themselves)."""
+
+    async def app(scope: object, receive: object, send: object) -> None: ...
+
+    protocol = protocol_class(config=Config(app), server_state=ServerState(), app_state={})
+    transport = StubTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(HANDSHAKE)
+    await protocol.send({"type": "websocket.accept"})
+    protocol.stop_keepalive()
+    transport.written = b""
+    return protocol, transport
+
+
+async def finish_sansio(protocol: Any) -> None:
+    """Lose the stub connection and let the protocol's ASGI task end."""
+    protocol.connection_lost(None)
+    await asyncio.gather(*protocol.tasks)
+
+
+KEEPALIVE_CLOSE = Frame(Opcode.CLOSE, Close(1011, "keepalive ping timeout").serialize())
+
+
+async def test_sansio_protocol_half_closes_after_a_keepalive_timeout() -> None:
+    """Our protocol writes the 1011 frame, then EOF, keeps the transport open, and tells the
+    app at once that the client is gone (its receive and its send)."""
+    protocol, transport = await accepted_sansio(ws_protocol("websockets-sansio"))  # type: ignore[arg-type]
+    try:
+        protocol.keepalive_timeout()
+        assert transport.written == KEEPALIVE_CLOSE.serialize(mask=False)
+        assert transport.eof_written and not transport.closed
+        assert (await protocol.receive())["type"] == "websocket.connect"
+        assert await protocol.receive() == {
+            "type": "websocket.disconnect",
+            "code": 1011,
+            "reason": "keepalive ping timeout",
+        }
+        with pytest.raises(ClientDisconnected):
+            await protocol.send({"type": "websocket.send", "text": "event"})
+    finally:
+        await finish_sansio(protocol)
+
+
+async def test_upstream_sansio_protocol_still_closes_at_once_on_a_keepalive_timeout() -> None:
+    """The upstream behaviour the override is for. When this fails, uvicorn half-closes
+    itself: drop ``GuardedWebSocketsSansIO.keepalive_timeout`` (and check the test above)."""
+    protocol, transport = await accepted_sansio(WebSocketsSansIOProtocol)
+    try:
+        protocol.keepalive_timeout()
+        assert transport.written == KEEPALIVE_CLOSE.serialize(mask=False)
+        assert transport.closed and not transport.eof_written
+    finally:
+        await finish_sansio(protocol)
