@@ -2,8 +2,9 @@
 
 The cells are the lab's own (``Cell(shape="large")`` run and judged by ``run_one``, as
 ``--full --only shape=large`` runs them); only their size, the cell's ``large`` parameter,
-is smaller than :data:`~leaklab.stories.ws_read_handler.matrix.LARGE`. Each runs a real
-service and 2,000 real connections on loopback for about 16 s.
+is smaller than :data:`~leaklab.stories.ws_read_handler.matrix.LARGE` (the same message
+size and interval, fewer clients, a shorter steady part). Each runs a real
+service and 2,000 real connections on loopback for about 15 s.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ import pytest
 from leaklab.report import table_rows
 from leaklab.runner import run_one
 from leaklab.stories.ws_read_handler import STORY
-from leaklab.stories.ws_read_handler.matrix import KEEPALIVE_OFF, Cell, Large
+from leaklab.stories.ws_read_handler.matrix import KEEPALIVE_OFF, LARGE, Cell, Large
 from leaklab.stories.ws_read_handler.steady import MIN_STEADY_SAMPLES, steady_part
 from leaklab.story import CellSummary, LabOptions, Sample
 
-# 4 s of ramp (longer on a busy machine: the cell waits for it) and 12 s of steady part,
-# the verdict's 8 samples with a few to spare.
-CI_LARGE = Large(clients=2_000, ramp_per_s=500.0, steady_s=12.0)
+# 4 s of ramp (longer on a busy machine: the cell waits for it) and 10 s of steady part,
+# the verdict's 8 samples with two to spare.
+CI_LARGE = Large(clients=2_000, ramp_per_s=500.0, steady_s=10.0, interval_s=LARGE.interval_s)
 FRAME_BYTES = CI_LARGE.size_bytes + 8  # a masked client frame: 2 + 2 (length) + 4 (mask)
 
 pytestmark = pytest.mark.timeout(150)
@@ -102,7 +103,7 @@ def test_with_a_reader_the_queues_stay_empty(large_runs):
     assert figures["steady_samples"] >= MIN_STEADY_SAMPLES
     assert abs(figures["kept_share"]) <= 0.05
     assert figures["steady_sent_mib_per_min"] == pytest.approx(
-        CI_LARGE.clients * CI_LARGE.size_bytes * 60 / 2**20, rel=0.15
+        CI_LARGE.clients * CI_LARGE.size_bytes / CI_LARGE.interval_s * 60 / 2**20, rel=0.15
     )
     assert figures["client_messages_drained"] >= 0.9 * figures["client_messages_sent"]
 
@@ -135,3 +136,13 @@ def test_the_live_lines_show_the_ramp_against_its_target(large_runs):
     counts = [int(m.group(1)) for line in lines if (m := re.search(r"connected=(\d+)/2000", line))]
     assert len(counts) == len(lines)
     assert counts[0] < CI_LARGE.clients and CI_LARGE.clients in counts
+
+
+@pytest.mark.parametrize("read_handler", ["missing", "fixed"])
+def test_the_task_dump_is_taken_once_at_the_end_of_the_steady_part(large_runs, read_handler):
+    """Never during the ramp (it stalls the service's loop); once, for the report."""
+    run = large_runs[read_handler]
+    dumped = [s for s in run.samples if s.get("task_groups")]
+    assert len(dumped) == 1
+    assert dumped[0]["t_s"] >= run.figures["ramp_end_s"] + CI_LARGE.steady_s
+    assert run.figures["task_groups"][0].startswith("tasks: total ")

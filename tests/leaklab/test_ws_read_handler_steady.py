@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from leaklab.report import table_rows
 from leaklab.stories.ws_read_handler import STORY
 from leaklab.stories.ws_read_handler.matrix import KEEPALIVE_OFF, Cell, Large
 from leaklab.stories.ws_read_handler.steady import (
@@ -67,9 +68,11 @@ def test_a_ramp_then_flat_is_healthy():
     """Everything read: the queues hold only what is in flight, which grew with the ramp."""
     samples = large_samples(0.0)
     assert samples[RAMP_S - 1]["sockets_recv_q_bytes"] == 10 * samples[0]["sockets_recv_q_bytes"]
+    samples[-1]["sockets_recv_q_bytes"] -= 200_000  # queues drained a little: a hair below 0
     verdict, reason, figures = judged(samples)
     assert verdict == "healthy", reason
-    assert figures["kept_share"] == 0.0
+    assert -0.005 < figures["kept_share"] < 0
+    assert "kept 0% of what 1,000 clients sent after the ramp (+0 of 59 MiB/min)" in reason
     assert figures["steady_sent_mib_per_min"] == round(CLIENTS * SIZE * 60 / 2**20, 2)
 
 
@@ -150,3 +153,23 @@ def test_the_live_line_shows_the_ramp_against_its_target():
     assert STORY.live(samples[2]).startswith("connected=300/1000 recv_q=")
     assert STORY.live(samples[-1]).startswith("connected=1000/1000 ")
     assert STORY.live(samples[-1]).endswith(" closes=- read=13ms")  # the sample's kernel read
+
+
+def test_the_report_row_says_what_the_steady_part_kept():
+    header, row = table_rows(
+        STORY,
+        [
+            {
+                "label": "large",
+                "reason": "-",
+                "expected": "leak",
+                "surprise": False,
+                **judge_large_cell(large_samples(1.0)),
+            }
+        ],
+    )
+    assert row[header.index("large: after the ramp (Recv-Q kept of sent)")] == (
+        "1,000 connected at 10 s; 30 s: Recv-Q +59 of 59 MiB/min sent (101%; +1031 B/s per "
+        "connection)"
+    )
+    assert row[header.index("kernel read per sample, p50 wall / CPU")] == "13 / 9 ms (max 14 / 9)"

@@ -87,12 +87,13 @@ def _steady(figures: dict[str, Any]) -> str:
         return "-"
     if figures["kept_share"] is None or figures["ramp_end_s"] is None:
         return f"{figures['steady_samples']} samples, nothing to fit"
-    per = figures["recv_q_per_connection_growth_bytes_per_s"]
+    per = figures["recv_q_per_connection_growth_bytes_per_s"] or 0
+    growth, sent = figures["steady_recv_q_growth_mib_per_min"], figures["steady_sent_mib_per_min"]
+    kept = round(figures["kept_share"], 2) + 0.0  # a hair below zero reads 0%, not -0%
     return (
         f"{figures['connected_at_ramp_end']:,} connected at {figures['ramp_end_s']:.0f} s; "
-        f"{figures['steady_s']:.0f} s: Recv-Q {figures['steady_recv_q_growth_mib_per_min']:+.0f}"
-        f" of {figures['steady_sent_mib_per_min']:.0f} MiB/min sent "
-        f"({figures['kept_share']:.0%}; {0 if per is None else per:+.0f} B/s per connection)"
+        f"{figures['steady_s']:.0f} s: Recv-Q {round(growth):+d} of {round(sent)} MiB/min sent "
+        f"({kept:.0%}; {round(per):+d} B/s per connection)"
     )
 
 

@@ -5,13 +5,15 @@ an interrupted run (Ctrl-C) leaves no child process or socket behind. The launch
 the kernel to SIGTERM the service if the lab itself dies.
 
 The swarm runs in the lab's own process (:class:`~ping_client.swarm.Swarm`), large cells
-too: 10,000 clients are half of the fd hard limit here, and one event loop sends their
-10,000 pings a second at about 20 us each. A large cell first raises the fd soft limit to the
-hard one (the service inherits it) and checks that the machine can hold it
-(:mod:`.capacity`); it stops the swarm ``steady_s`` after the ramp is over, however long the
-ramp took (up to the swarm's own bound), and asks for the service's task dump every
-``TASK_DUMP_EVERY_LARGE`` samples only, since rendering 20,000 tasks' stacks stalls the
-service's loop for a good part of a second.
+too: 10,000 clients are half of the fd hard limit here, and worker processes
+(``ping_client.fleet``) would add interpreters without taking work off the two cores, which
+the service needs as much (it reads what the swarm sends). A large cell first raises the fd
+soft limit to the hard one (the service inherits it) and checks that the machine can hold
+it (:mod:`.capacity`); it stops the swarm ``steady_s`` after the ramp is over, however long the
+ramp took (up to the swarm's own bound; the swarm holds at most 200 handshakes in flight, so a
+service that handshakes more slowly than asked slows the ramp down), and asks for the
+service's task dump once, at the end: at 20,000 tasks the dump stalls the service's loop for
+seconds, and handshakes waiting behind it time out.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ from sockscope.netlink import read_sockets
 from sockscope.schedule import every
 
 SAMPLE_EVERY_S = 1.0
-TASK_DUMP_EVERY_LARGE = 10
+# The large cells' one task dump: 20,000 tasks take the service a second or more to render.
+LARGE_TASK_DUMP_TIMEOUT_S = 10.0
 
 
 def server_figures(stats: ServiceSnapshot) -> ServerFigures:
@@ -210,19 +213,24 @@ async def _sample_every_second(
     on_sample: Callable[[Sample], None],
     large: Large | None,
 ) -> None:
-    """A sample a second; a large cell's swarm is stopped ``steady_s`` after its ramp."""
+    """A sample a second; a large cell's swarm is stopped ``steady_s`` after its ramp, and
+    its one task dump taken then (rendering 20,000 tasks' stacks stalls the service's loop
+    for seconds: during the ramp, handshakes time out)."""
     ramp_end_s: float | None = None
-    async for tick in every(SAMPLE_EVERY_S):
-        task_dump = large is None or tick % TASK_DUMP_EVERY_LARGE == 0
-        sample = await take_sample(swarm, service, http, task_dump=task_dump)
+    stopped = False
+    async for _ in every(SAMPLE_EVERY_S):
+        sample = await take_sample(swarm, service, http, task_dump=large is None)
+        if large is not None and not stopped:
+            if ramp_end_s is None and is_ramp_over(sample):
+                ramp_end_s = sample["t_s"]
+            if ramp_end_s is not None and sample["t_s"] >= ramp_end_s + large.steady_s:
+                task_groups = await fetch_task_groups(http, timeout_s=LARGE_TASK_DUMP_TIMEOUT_S)
+                if task_groups is not None:
+                    sample["task_groups"] = task_groups
+                swarm.stop()
+                stopped = True
         samples.append(sample)
         on_sample(sample)
-        if large is None:
-            continue
-        if ramp_end_s is None and is_ramp_over(sample):
-            ramp_end_s = sample["t_s"]
-        if ramp_end_s is not None and sample["t_s"] >= ramp_end_s + large.steady_s:
-            swarm.stop()
 
 
 async def take_sample(

@@ -152,11 +152,12 @@ def judge_large(figures: LargeCellFigures) -> tuple[Verdict, str]:
             f"unknown: {steady} samples after the ramp (it ended at "
             f"{figures['ramp_end_s']:.0f} s), {MIN_STEADY_SAMPLES} needed"
         )
-    kept, r2 = figures["kept_share"] or 0.0, figures["steady_recv_q_r2"]
+    # (rounded, so that a hair below zero reads 0%, not -0%)
+    kept, r2 = round(figures["kept_share"] or 0.0, 2) + 0.0, figures["steady_recv_q_r2"]
     growth, sent = figures["steady_recv_q_growth_mib_per_min"], figures["steady_sent_mib_per_min"]
     what = (
         f"the receive queues kept {kept:.0%} of what {connected:,} clients sent after the "
-        f"ramp ({growth:+.0f} of {sent:.0f} MiB/min"
+        f"ramp ({round(growth):+d} of {round(sent)} MiB/min"
     )
     per_connection = figures["recv_q_per_connection_growth_bytes_per_s"]
     if kept >= KEPT_LEAK_SHARE and r2 >= LINEAR_R2:
