@@ -142,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists() and any(out.iterdir()):
         top.error(f"--out {out} is not empty; choose a new folder")
     plan = [(story, story.matrix(scope, only)) for story in stories]
+    if not any(cells for _, cells in plan):
+        top.error(
+            f"no cell to run: the {scope} matrix has none with --only {' '.join(args.only)} "
+            "(some cells are in --full only)"
+        )
     return run_plan(plan, options, out, argv_text(argv), demo=demo)
 
 

@@ -294,6 +294,7 @@ class Fleet:
         self._kernel_read.add(read_s, cpu_s)
         merged.update(figures)
         merged["kernel_read_ms"] = round(read_s * 1000, 3)
+        merged["kernel_read_cpu_ms"] = round(cpu_s * 1000, 3)
         if self._server_stats is not None:
             self._server_figures = await self._server_stats.read() or {}
             merged.update(self._server_figures)

@@ -21,6 +21,7 @@ __all__ = [
     "check_target",
     "estimated_memory_reading",
     "is_loopback",
+    "mem_available_bytes",
     "mem_total_bytes",
     "memory_reading",
     "read_memory",
@@ -103,12 +104,21 @@ def estimated_memory_reading(
 
 def mem_total_bytes(meminfo_text: str) -> int:
     """``MemTotal`` of ``/proc/meminfo`` in bytes (the file gives it in kB)."""
+    return _meminfo_bytes(meminfo_text, "MemTotal")
+
+
+def mem_available_bytes(meminfo_text: str) -> int:
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes: what can be had without swapping."""
+    return _meminfo_bytes(meminfo_text, "MemAvailable")
+
+
+def _meminfo_bytes(meminfo_text: str, field: str) -> int:
     for line in meminfo_text.splitlines():
         name, _, value = line.partition(":")
-        if name == "MemTotal":
+        if name == field:
             number, *unit = value.split()
             return int(number) * (1024 if unit == ["kB"] else 1)
-    raise ValueError("no MemTotal in /proc/meminfo")
+    raise ValueError(f"no {field} in /proc/meminfo")
 
 
 def read_memory(proc: Path = Path("/proc")) -> MemoryReading:

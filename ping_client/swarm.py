@@ -16,7 +16,8 @@ it connects: no ``fstat`` per fd at every sample; whatever their source address)
 server's sockets (by the exact address and port the clients are connected
 to), never by port number alone. Every sample reads them fresh, in a thread (the netlink
 ``recv`` releases the GIL), and the read's own cost is part of the sample
-(``kernel_read_ms``) and of the summary. Host TCP memory (``/proc/net/sockstat``, a few
+(``kernel_read_ms`` and ``kernel_read_cpu_ms``, the reading thread's CPU time) and of the
+summary. Host TCP memory (``/proc/net/sockstat``, a few
 lines) is read fresh for every sample too.
 
 As a worker of a multi-process swarm (:mod:`ping_client.fleet`) a swarm binds its clients to
@@ -210,6 +211,7 @@ class Swarm:
         }
         self._queue_figures: dict[str, int] = {}
         self._read_ms: float | None = None
+        self._read_cpu_ms: float | None = None
         text_pad = b"ping " * (config.size_bytes // 5 + 1)
         self._text_payload = text_pad[: config.size_bytes]
 
@@ -312,6 +314,7 @@ class Swarm:
             figures.update(self._queue_figures)
             figures["kernel_tcp_mem_bytes"] = read_sockstat()["mem_bytes"]
             figures["kernel_read_ms"] = self._read_ms
+            figures["kernel_read_cpu_ms"] = self._read_cpu_ms
         figures.update(self._server_figures)
         return figures
 
@@ -478,6 +481,7 @@ class Swarm:
         )
         self._kernel_read.add(read_s, cpu_s)
         self._read_ms = round(read_s * 1000, 3)
+        self._read_cpu_ms = round(cpu_s * 1000, 3)
         self._queue_figures = figures
         self._raise_peaks(figures)
 

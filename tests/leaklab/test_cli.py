@@ -164,6 +164,10 @@ def test_list_names_every_story() -> None:
         (["run", "ws-read-handler", "--only", "colour=red"], "--only takes AXIS=V1,V2"),
         (["run", "ws-read-handler", "--only", "ws_impl=h2"], "values among websockets-sansio"),
         (["run", "ws-read-handler", "--duration", "1"], "--duration must be from 2"),
+        (
+            ["run", "ws-read-handler", "--only", "shape=large"],
+            "no cell to run: the default matrix has none with --only shape=large",
+        ),
     ],
 )
 def test_usage_errors_name_what_is_wrong(args: list[str], message: str) -> None:

@@ -6,14 +6,17 @@ import pytest
 from event_service.settings import render_env, settings_from_env
 from leaklab.cli import parse_only
 from leaklab.stories.ws_read_handler import STORY
-from leaklab.stories.ws_read_handler.cell import service_settings
+from leaklab.stories.ws_read_handler.cell import service_settings, swarm_config
 from leaklab.stories.ws_read_handler.matrix import (
     CHURN_DEFAULT,
     CHURN_QUICK,
     KEEPALIVE_DEFAULT,
     KEEPALIVE_OFF,
     KEEPALIVE_SHORT,
+    LARGE,
+    NEVER_PUBLISHED,
     Cell,
+    Large,
     build_matrix,
     expected_verdict,
 )
@@ -51,7 +54,7 @@ def test_quick_matrix_uses_one_second_keepalive():
 
 def test_full_matrix_has_every_combination_once():
     cells = build_matrix(full=True)
-    assert len(cells) == 3 * 2 * 2 + 3 * 2 * 4 + 2 == len({c.name for c in cells})
+    assert len(cells) == 3 * 2 * 2 + 3 * 2 * 4 + 2 + 2 == len({c.name for c in cells})
     assert len(static(cells)) == 3 * 2 * 4
     assert {c.ws_impl for c in cells} == {"websockets-sansio", "wsproto", "websockets"}
     assert {c.ping_kind for c in cells} == {"message", "control"}
@@ -62,6 +65,52 @@ def test_full_matrix_has_every_combination_once():
         ("fixed", KEEPALIVE_OFF), ("fixed", KEEPALIVE_SHORT),
     ]  # fmt: skip
     assert all("/" not in c.name for c in cells)  # names are file names
+
+
+def test_large_cells_are_in_the_full_matrix_only():
+    """READ_HANDLER missing and fixed at LARGE's size, keepalive off, last; never in the
+    quick or default matrix, even when --only shape=large names them."""
+    large = [c for c in build_matrix(full=True) if c.shape == "large"]
+    assert build_matrix(full=True)[-2:] == large
+    assert [(c.read_handler, c.keepalive, c.large) for c in large] == [
+        ("missing", KEEPALIVE_OFF, LARGE), ("fixed", KEEPALIVE_OFF, LARGE),
+    ]  # fmt: skip
+    assert {(c.ws_impl, c.ping_kind) for c in large} == {("websockets-sansio", "message")}
+    for scope in ("quick", "default"):
+        assert all(c.shape != "large" for c in STORY.matrix(scope))
+        assert STORY.matrix(scope, {"shape": ("large",)}) == []
+    assert STORY.matrix("full", parse_only(["shape=large"], [STORY])) == large
+    assert build_matrix(full=True, shapes=("large",), ping_kinds=("control",)) == []
+
+
+def test_large_size_is_bounded():
+    """10,000 clients sending 1 KiB every 2 s each, a ramp of 50 s, 20 s past it; what the
+    missing handler leaves unread stays well under 1 GB, also with a ramp twice as long."""
+    assert (LARGE.clients, LARGE.size_bytes, LARGE.interval_s) == (10_000, 1024, 2.0)
+    assert (LARGE.ramp_s, LARGE.duration_s, LARGE.max_duration_s) == (50.0, 70.0, 120.0)
+    assert LARGE.sent_bytes == 10_000 * 512 * (50 + 20)
+    assert LARGE.sent_bytes < 0.4e9
+    small = Large(clients=100, ramp_per_s=50, steady_s=10, size_bytes=10)
+    assert small.sent_bytes == 100 * 10 * (2 + 10)
+
+
+def test_large_cells_swarm_has_their_size_not_the_labs_load():
+    cell = Cell("fixed", KEEPALIVE_OFF, shape="large", large=LARGE)
+    options = LabOptions(duration_s=10, clients=20, interval_s=0.1, size_bytes=4096)
+    config = swarm_config(cell, options, "ws://127.0.0.1:8000/ws")
+    assert (config.clients, config.ramp_per_s, config.interval_s, config.size_bytes) == (
+        10_000, 200.0, 2.0, 1024,
+    )  # fmt: skip
+    assert config.duration_s == LARGE.max_duration_s  # the lab stops it 20 s after the ramp
+    assert config.client_keepalive_s is None and not config.compression
+    assert config.churn_every_s is None and config.subscribe == (NEVER_PUBLISHED,)
+
+
+def test_large_cells_name_their_size():
+    cell = Cell("missing", KEEPALIVE_OFF, shape="large", large=LARGE)
+    assert cell.name == "large_missing_keepalive-off_websockets-sansio_message"
+    assert cell.label.startswith("large: 10,000 clients x 1024 B every 2 s, READ_HANDLER=missing")
+    assert cell.settings()["shape"] == "large" and cell.settings()["large"] == "10000x1024B-2s"
 
 
 @pytest.mark.parametrize(
@@ -80,6 +129,8 @@ def test_full_matrix_has_every_combination_once():
         # Keepalive resets the departed clients' sockets; their sessions stay registered.
         (Cell("missing", KEEPALIVE_DEFAULT, shape="churn", churn=CHURN_DEFAULT), "leak"),
         (Cell("fixed", KEEPALIVE_DEFAULT, shape="churn", churn=CHURN_DEFAULT), "healthy"),
+        (Cell("missing", KEEPALIVE_OFF, shape="large", large=LARGE), "leak"),
+        (Cell("fixed", KEEPALIVE_OFF, shape="large", large=LARGE), "healthy"),
     ],
     ids=lambda v: v.name if isinstance(v, Cell) else v,
 )
@@ -148,10 +199,11 @@ def test_axes_can_be_chosen_one_by_one():
         "vanished"
     ] * 2
     legacy = build_matrix(full=True, ws_impls=("websockets",))
-    assert [c for c in legacy if c.shape != "vanished"] == [
+    # Vanished and large cells run on the first WebSocket implementation chosen.
+    assert [c for c in legacy if c.shape not in ("vanished", "large")] == [
         c for c in build_matrix(full=True) if c.ws_impl == "websockets"
     ]
-    assert {c.ws_impl for c in legacy if c.shape == "vanished"} == {"websockets"}
+    assert {c.ws_impl for c in legacy if c.shape in ("vanished", "large")} == {"websockets"}
 
 
 def test_only_options_are_parsed_in_order_without_repeats():

@@ -195,6 +195,25 @@ def test_skmem_peak_is_the_largest_receive_memory_sampled():
     assert summarize(healthy())["figures"]["skmem_r_peak_bytes"] == 0  # never sampled
 
 
+def test_kernel_read_cost_is_summarized_over_the_samples_that_read():
+    """Median and largest of each sample's kernel read, wall and CPU; None without any."""
+    samples = leak()[:5]
+    walls, cpus = (30.0, 10.0, 50.0, 20.0), (9.0, 8.0, 12.0, 7.0)
+    for s, wall, cpu in zip(samples[:4], walls, cpus, strict=True):
+        s.update(kernel_read_ms=wall, kernel_read_cpu_ms=cpu)  # the fifth could not read
+    figures = summarize(samples)["figures"]
+    assert figures["kernel_read"] == {
+        "samples": 4, "p50_ms": 20.0, "max_ms": 50.0, "cpu_p50_ms": 8.0, "cpu_max_ms": 12.0,
+    }  # fmt: skip
+    assert summarize(healthy())["figures"]["kernel_read"] is None
+
+
+def test_kernel_tcp_memory_peak_is_the_hosts_largest_sampled():
+    assert summarize(leak())["figures"]["kernel_tcp_mem_peak_bytes"] == (
+        50_000_000 + 128 * KIB * SOCKETS + 160 * KIB * 60
+    )
+
+
 def unread_in_user_space():
     """No kernel backlog yet, but the app read none of the messages (legacy websockets)."""
     samples = [sample(t, 2 * KIB) for t in range(1, 7)]

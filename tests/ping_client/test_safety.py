@@ -10,6 +10,7 @@ from ping_client.safety import (
     check_target,
     estimated_memory_reading,
     is_loopback,
+    mem_available_bytes,
     mem_total_bytes,
     memory_reading,
     read_memory,
@@ -42,13 +43,19 @@ def test_memory_reading_compares_used_pages_with_the_pressure_threshold():
     assert not reading.is_estimate and reading.pressure_from == TCP_MEM_PATH
 
 
-MEMINFO = "MemTotal:       16384000 kB\nMemFree:         8000000 kB\n"
+MEMINFO = "MemTotal:       16384000 kB\nMemFree:         8000000 kB\nMemAvailable:   12000000 kB\n"
 
 
 def test_mem_total_is_read_in_bytes():
     assert mem_total_bytes(MEMINFO) == 16384000 * 1024
     with pytest.raises(ValueError, match="MemTotal"):
         mem_total_bytes("MemFree: 1 kB\n")
+
+
+def test_mem_available_is_read_in_bytes():
+    assert mem_available_bytes(MEMINFO) == 12000000 * 1024
+    with pytest.raises(ValueError, match="MemAvailable"):
+        mem_available_bytes("MemFree: 1 kB\n")
 
 
 def test_without_tcp_mem_the_threshold_is_the_kernels_default_of_memtotal_over_16():

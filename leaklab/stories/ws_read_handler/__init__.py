@@ -4,7 +4,8 @@ The clients' pings pile up in the kernel's receive buffers of the service, where
 metric sees them; server keepalive hides the leak by killing the sessions (1011), and a
 reader that drains and discards client messages fixes it. Clients that come and go (churn)
 make it grow without end, because the service never learns that they left; clients that
-vanish (no FIN, no RST) are found by keepalive alone.
+vanish (no FIN, no RST) are found by keepalive alone. The large cells (``--full``) show the
+leak at 10,000 clients, judged on the steady part after the ramp.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from leaklab.stories.ws_read_handler.cell import run_cell
 from leaklab.stories.ws_read_handler.growth import CHURN_RULES, dead_sessions, judge_churn_cell
 from leaklab.stories.ws_read_handler.matrix import AXES, Cell, build_matrix, expected_verdict
 from leaklab.stories.ws_read_handler.sample import ReadHandlerSample
+from leaklab.stories.ws_read_handler.steady import LARGE_RULES, judge_large_cell
 from leaklab.stories.ws_read_handler.vanished import VANISHED_RULES, judge_vanished_cell
 from leaklab.stories.ws_read_handler.vanished_cell import run_vanished_cell
 from leaklab.stories.ws_read_handler.verdict import RULES, figure, judge_cell
@@ -80,6 +82,36 @@ def _recv_q_growth(figures: dict[str, Any]) -> str:
     return f"{figures['recv_q_growth_mib_per_min']:+.1f} (r² {figures['recv_q_r2']:.2f})"
 
 
+def _steady(figures: dict[str, Any]) -> str:
+    if figures.get("steady_samples") is None:  # not a large cell
+        return "-"
+    if figures["kept_share"] is None or figures["ramp_end_s"] is None:
+        return f"{figures['steady_samples']} samples, nothing to fit"
+    per = figures["recv_q_per_connection_growth_bytes_per_s"] or 0
+    growth, sent = figures["steady_recv_q_growth_mib_per_min"], figures["steady_sent_mib_per_min"]
+    kept = round(figures["kept_share"], 2) + 0.0  # a hair below zero reads 0%, not -0%
+    return (
+        f"{figures['connected_at_ramp_end']:,} connected at {figures['ramp_end_s']:.0f} s; "
+        f"{figures['steady_s']:.0f} s: Recv-Q {round(growth):+d} of {round(sent)} MiB/min sent "
+        f"({kept:.0%}; {round(per):+d} B/s per connection)"
+    )
+
+
+def _kernel_read(figures: dict[str, Any]) -> str:
+    read = figures.get("kernel_read")
+    if not read:
+        return "-"
+    return (
+        f"{read['p50_ms']:.0f} / {read['cpu_p50_ms']:.0f} ms "
+        f"(max {read['max_ms']:.0f} / {read['cpu_max_ms']:.0f})"
+    )
+
+
+def _peak_tcp_mem(figures: dict[str, Any]) -> str:
+    peak = figures.get("kernel_tcp_mem_peak_bytes")
+    return "-" if peak is None else format_bytes(peak)
+
+
 def _states(figures: dict[str, Any]) -> str:
     states = figures.get("sockets_by_state_end")
     if states is None:
@@ -119,13 +151,17 @@ class ReadHandlerStory:
     name = "ws-read-handler"
     title = "The missing WebSocket read handler"
     summary = "clients' pings pile up unread in the service's kernel receive buffers"
-    rules = f"{RULES}. Churn cells: {CHURN_RULES}. Vanished-client cells: {VANISHED_RULES}"
+    rules = (
+        f"{RULES}. Churn cells: {CHURN_RULES}. Vanished-client cells: {VANISHED_RULES}. "
+        f"Large cells: {LARGE_RULES}"
+    )
     axes: Mapping[str, tuple[str, ...]] = AXES
     columns: Sequence[Column] = (
         Column("dead sessions at end (growth, r²)", _dead),
         Column("server Recv-Q growth (MiB/min)", _recv_q_growth),
         Column("service sockets by state", _states),
         Column("vanished sessions kept", _vanished),
+        Column("large: after the ramp (Recv-Q kept of sent)", _steady),
         Column("kernel TCP mem growth (MB/min)",
                lambda f: f"{f['kernel_mem_growth_mb_per_min']:+.2f}"),
         Column("held for service growth (MB/min)", lambda f: f"{f['held_growth_mb_per_min']:+.2f}"),
@@ -134,6 +170,8 @@ class ReadHandlerStory:
         Column("peak server receive memory (skmem r)",
                lambda f: f"{f.get('skmem_r_peak_bytes', 0) / MIB:.1f} MiB"),
         Column("kernel held for service, peak", lambda f: format_bytes(f["held_peak_bytes"])),
+        Column("kernel TCP mem, peak (host)", _peak_tcp_mem),
+        Column("kernel read per sample, p50 wall / CPU", _kernel_read),
         Column("RSS change", lambda f: f"{f['rss_change_bytes'] / MIB:+.1f} MiB"),
         Column("closes",
                lambda f: ", ".join(f"{c}: {n}" for c, n in f["closes"].items()) or "none"),
@@ -166,7 +204,7 @@ class ReadHandlerStory:
 
     def matrix(self, scope: Scope, only: Mapping[str, tuple[str, ...]] | None = None) -> list[Cell]:
         """quick: churn, then READ_HANDLER x keepalive off/2s; default: keepalive 20s and the
-        measured churn; full: every axis, vanished clients too."""
+        measured churn; full: every axis, vanished clients and the large cells too."""
         only = only or {}
         return build_matrix(
             quick=scope == "quick",
@@ -205,6 +243,8 @@ def judge_samples(cell: Cell, samples: Sequence[ReadHandlerSample]) -> CellResul
         result = judge_churn_cell(samples)
     elif cell.shape == "vanished":
         result = judge_vanished_cell(samples)
+    elif cell.shape == "large":
+        result = judge_large_cell(samples)
     else:
         result = judge_cell(samples, data_messages=cell.ping_kind == "message")
     result["figures"]["task_groups"] = last_task_groups(samples)
@@ -221,12 +261,18 @@ def live_line(sample: ReadHandlerSample) -> str:
         )
     closes = ",".join(f"{code}:{n}" for code, n in sample.get("closes", {}).items()) or "-"
     dead = dead_sessions(sample)
+    target = f"/{sample['target']}" if "target" in sample else ""
     return (
-        f"connected={sample['connected']} "
+        f"connected={sample['connected']}{target} "
         + (f"dead={dead} " if sample.get("left") and dead is not None else "")
         + f"recv_q={recv_q} "
         f"tcp_mem={format_bytes(figure(sample, 'server.kernel_tcp_mem_bytes') or 0)} "
         f"rss={format_bytes(figure(sample, 'server.rss_bytes') or 0)} closes={closes}"
+        + (
+            f" read={read_ms:.0f}ms"
+            if (read_ms := sample.get("kernel_read_ms")) is not None
+            else ""
+        )
     )
 
 

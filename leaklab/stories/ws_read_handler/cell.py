@@ -3,12 +3,24 @@
 Each cell owns its service process and its swarm; both are stopped in ``finally`` blocks, so
 an interrupted run (Ctrl-C) leaves no child process or socket behind. The launcher also asks
 the kernel to SIGTERM the service if the lab itself dies.
+
+The swarm runs in the lab's own process (:class:`~ping_client.swarm.Swarm`), large cells
+too: 10,000 clients are half of the fd hard limit here, and worker processes
+(``ping_client.fleet``) would add interpreters without taking work off the two cores, which
+the service needs as much (it reads what the swarm sends). A large cell first raises the fd
+soft limit to the hard one (the service inherits it) and checks that the machine can hold
+it (:mod:`.capacity`); it stops the swarm ``steady_s`` after the ramp is over, however long the
+ramp took (up to the swarm's own bound; the swarm holds at most 200 handshakes in flight, so a
+service that handshakes more slowly than asked slows the ramp down), and asks for the
+service's task dump once, at the end: at 20,000 tasks the dump stalls the service's loop for
+seconds, and handshakes waiting behind it time out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import socket
 import time
 import urllib.parse
@@ -22,16 +34,23 @@ from event_service.publish import publish
 from event_service.settings import Settings
 from event_service.snapshot import ServiceSnapshot
 from leaklab.children import ServiceProcess
-from leaklab.stories.ws_read_handler.matrix import NEVER_PUBLISHED, Cell
+from leaklab.errors import LabError
+from leaklab.stories.ws_read_handler.capacity import read_room, refusal
+from leaklab.stories.ws_read_handler.matrix import NEVER_PUBLISHED, Cell, Large
 from leaklab.stories.ws_read_handler.sample import ReadHandlerSample, ServerFigures, SocketFigures
+from leaklab.stories.ws_read_handler.steady import is_ramp_over
 from leaklab.story import CellRun, LabOptions, Sample
 from leaklab.taskdump import fetch_task_groups
+from ping_client.limits import raise_fd_limit
+from ping_client.stats import timed_read
 from ping_client.swarm import Swarm, SwarmConfig
 from sockscope.diag import socket_totals
 from sockscope.netlink import read_sockets
 from sockscope.schedule import every
 
 SAMPLE_EVERY_S = 1.0
+# The large cells' one task dump: 20,000 tasks take the service a second or more to render.
+LARGE_TASK_DUMP_TIMEOUT_S = 10.0
 
 
 def server_figures(stats: ServiceSnapshot) -> ServerFigures:
@@ -91,8 +110,23 @@ def swarm_config(cell: Cell, options: LabOptions, url: str) -> SwarmConfig:
     """The swarm of one cell: the lab's load, the cell's ping kind, the swarm's safe defaults.
 
     A churn cell opens its own batches (not ``options.clients``), each subscribed to a type
-    that is never published, so the service never writes to them.
+    that is never published, so the service never writes to them. A large cell has its own
+    size, rate and length (not the lab's load nor ``options.duration_s``) and subscribes to
+    that type too: the cell is about what the service reads, and 5 events a second to 10,000
+    clients would be 50,000 deliveries a second, more than two cores receive.
     """
+    if cell.large is not None:
+        large = cell.large
+        return SwarmConfig(
+            url=url,
+            clients=large.clients,
+            ramp_per_s=large.ramp_per_s,
+            interval_s=large.interval_s,
+            size_bytes=large.size_bytes,
+            ping_kind=cell.ping_kind,
+            duration_s=large.max_duration_s,  # the lab stops it steady_s after the ramp
+            subscribe=(NEVER_PUBLISHED,),
+        )
     if cell.churn is None:
         return SwarmConfig(
             url=url,
@@ -130,7 +164,10 @@ async def run_cell(
     cell: Cell, options: LabOptions, logs: Path, on_sample: Callable[[Sample], None]
 ) -> CellRun:
     """Run one cell to its end; return its samples (one per second) and what it started."""
-    service = ServiceProcess(service_settings(cell, options), logs / f"{cell.name}.log")
+    settings = service_settings(cell, options)
+    if cell.large is not None:
+        check_room(cell, settings)
+    service = ServiceProcess(settings, logs / f"{cell.name}.log")
     await asyncio.to_thread(service.start)
     try:
         swarm = Swarm(swarm_config(cell, options, service.ws_url))
@@ -139,7 +176,7 @@ async def run_cell(
             async with asyncio.TaskGroup() as tasks:
                 run = tasks.create_task(swarm.run(), name="lab-swarm")
                 sampler = tasks.create_task(
-                    _sample_every_second(swarm, service, http, samples, on_sample),
+                    _sample_every_second(swarm, service, http, samples, on_sample, cell.large),
                     name="lab-sampler",
                 )
                 if options.amqp_url:
@@ -159,29 +196,60 @@ async def run_cell(
         await asyncio.to_thread(service.stop)
 
 
+def check_room(cell: Cell, settings: Settings) -> None:
+    """Raise the fd soft limit to the hard one; raise LabError if the cell does not fit."""
+    assert cell.large is not None
+    fd_limit = raise_fd_limit()
+    why = refusal(cell.large, read_room(settings, fd_limit, SwarmConfig.tcp_mem_guard))
+    if why is not None:
+        raise LabError(f"the large cell does not fit on this machine now: {why}")
+
+
 async def _sample_every_second(
     swarm: Swarm,
     service: ServiceProcess,
     http: httpx.AsyncClient,
     samples: list[ReadHandlerSample],
     on_sample: Callable[[Sample], None],
+    large: Large | None,
 ) -> None:
+    """A sample a second; a large cell's swarm is stopped ``steady_s`` after its ramp, and
+    its one task dump taken then (rendering 20,000 tasks' stacks stalls the service's loop
+    for seconds: during the ramp, handshakes time out)."""
+    ramp_end_s: float | None = None
+    stopped = False
     async for _ in every(SAMPLE_EVERY_S):
-        sample = await take_sample(swarm, service, http)
+        sample = await take_sample(swarm, service, http, task_dump=large is None)
+        if large is not None and not stopped:
+            if ramp_end_s is None and is_ramp_over(sample):
+                ramp_end_s = sample["t_s"]
+            if ramp_end_s is not None and sample["t_s"] >= ramp_end_s + large.steady_s:
+                task_groups = await fetch_task_groups(http, timeout_s=LARGE_TASK_DUMP_TIMEOUT_S)
+                if task_groups is not None:
+                    sample["task_groups"] = task_groups
+                swarm.stop()
+                stopped = True
         samples.append(sample)
         on_sample(sample)
 
 
 async def take_sample(
-    swarm: Swarm, service: ServiceProcess, http: httpx.AsyncClient
+    swarm: Swarm, service: ServiceProcess, http: httpx.AsyncClient, *, task_dump: bool = True
 ) -> ReadHandlerSample:
-    """Client figures from the swarm, server figures from /stats, skmem from sock_diag."""
+    """Client figures from the swarm, server figures from /stats, skmem from sock_diag.
+
+    ``kernel_read_ms`` and ``kernel_read_cpu_ms`` are the cost of this sample's two netlink
+    reads: the swarm's (its clients' Send-Q, the server's Recv-Q) and the lab's (the
+    service's sockets, skmem and states).
+    """
     client = await swarm.read_sample()
     first_close = swarm.stats.first_close
     sample: ReadHandlerSample = {
         "t_s": client["t_s"],
         "wall_time": time.time(),
         "connected": client["connected"],
+        "connecting": client["connecting"],
+        "connect_failures": client["connect_failures"],
         "pings_sent": client["pings_sent"],
         "pings_blocked": client["pings_blocked"],
         "bytes_sent": client["bytes_sent"],
@@ -205,17 +273,24 @@ async def take_sample(
         "left_unanswered": swarm.stats.left_unanswered,
         "swarm_closing": swarm.is_closing,
     }
+    if swarm.config.churn_every_s is None:  # clients that connect once: how many of them
+        sample["target"] = swarm.config.clients
     if (server := await read_server_figures(http)) is not None:
         sample["server"] = server
-    if (task_groups := await fetch_task_groups(http)) is not None:
+    if task_dump and (task_groups := await fetch_task_groups(http)) is not None:
         sample["task_groups"] = task_groups  # what piles up, quoted at the end of the cell
     if (sockets := await server_socket_figures(service)) is not None:
         sample = {**sample, **sockets}
+        sample["kernel_read_ms"] = round(sockets["kernel_read_ms"] + client["kernel_read_ms"], 3)
+        sample["kernel_read_cpu_ms"] = round(
+            sockets["kernel_read_cpu_ms"] + client["kernel_read_cpu_ms"], 3
+        )
     return sample
 
 
 async def server_socket_figures(service: ServiceProcess) -> SocketFigures | None:
-    """The service's connected sockets from the kernel: skmem, states, summed queues.
+    """The service's connected sockets from the kernel: skmem, states, summed queues, and
+    what reading them cost (wall and the reading thread's CPU ms).
 
     By their exact local address and port, never the port alone, of the one address family
     its listener has (ServiceProcess binds it so). None if the kernel cannot be asked.
@@ -223,8 +298,9 @@ async def server_socket_figures(service: ServiceProcess) -> SocketFigures | None
     assert service.port is not None
     server_end = (service.settings.host, service.port)
     family = socket.AF_INET6 if ":" in service.settings.host else socket.AF_INET
+    read = functools.partial(read_sockets, local=server_end, families=(family,))
     try:
-        table = await asyncio.to_thread(read_sockets, local=server_end, families=(family,))
+        table, wall_s, cpu_s = await asyncio.to_thread(timed_read, read)
     except OSError:
         return None
     server = socket_totals(table)
@@ -235,6 +311,8 @@ async def server_socket_figures(service: ServiceProcess) -> SocketFigures | None
         "sockets_by_state": server.states,
         "sockets_recv_q_bytes": server.recv_q_bytes,
         "sockets_send_q_bytes": server.send_q_bytes,
+        "kernel_read_ms": round(wall_s * 1000, 3),
+        "kernel_read_cpu_ms": round(cpu_s * 1000, 3),
     }
 
 

@@ -7,7 +7,10 @@ Cells come in three shapes of client traffic:
   shape, and the first cell a user sees);
 - ``static``: the same clients for the whole cell (the receive buffers fill, then plateau);
 - ``vanished``: clients in a network namespace of the lab's own whose link goes down, so
-  they disappear without FIN or RST (a phone leaving coverage; root only, ``--full``).
+  they disappear without FIN or RST (a phone leaving coverage; root only, ``--full``);
+- ``large``: static clients at production-like scale (:data:`LARGE`: 10,000 clients, one
+  1 KiB message every 2 s each, subscribed to a type never published), keepalive off,
+  ``--full`` only.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "KEEPALIVE_DEFAULT",
     "KEEPALIVE_OFF",
     "KEEPALIVE_SHORT",
+    "LARGE",
     "NEVER_PUBLISHED",
     "PING_KINDS",
     "SHAPES",
@@ -32,6 +36,7 @@ __all__ = [
     "Cell",
     "Churn",
     "Keepalive",
+    "Large",
     "build_matrix",
     "can_run",
     "expected_verdict",
@@ -39,7 +44,7 @@ __all__ = [
 
 WS_IMPLS = ("websockets-sansio", "wsproto", "websockets")
 PING_KINDS = ("message", "control")
-SHAPES = ("churn", "static", "vanished")
+SHAPES = ("churn", "static", "vanished", "large")
 # An event type nobody publishes: the service never writes to these subscribers, so it
 # learns that they left only if it reads.
 NEVER_PUBLISHED = "deploy"
@@ -83,6 +88,61 @@ CHURN_QUICK = Churn(every_s=1.0, batch=4, lifetime_s=4.0)
 
 
 @dataclasses.dataclass(frozen=True)
+class Large:
+    """Static clients at scale: ``clients`` connect at ``ramp_per_s``, each sends one message
+    of ``size_bytes`` every ``interval_s`` from its connection on; the cell ends ``steady_s``
+    after the ramp is over (the lab stops the swarm then), or at ``max_duration_s``."""
+
+    clients: int
+    ramp_per_s: float
+    steady_s: float
+    interval_s: float = 1.0
+    size_bytes: int = 1024
+
+    @property
+    def name(self) -> str:
+        """``10000x1024B-1s``: clients x message size - interval."""
+        return f"{self.clients}x{self.size_bytes}B-{self.interval_s:g}s"
+
+    @property
+    def ramp_s(self) -> float:
+        """How long the ramp takes if the service keeps up."""
+        return self.clients / self.ramp_per_s
+
+    @property
+    def duration_s(self) -> float:
+        """The cell's length if the service keeps up: the ramp, then the steady part."""
+        return self.ramp_s + self.steady_s
+
+    @property
+    def max_duration_s(self) -> float:
+        """The swarm's bound: a ramp up to twice as long as asked, then the steady part."""
+        return RAMP_SLACK * self.ramp_s + self.steady_s
+
+    @property
+    def sent_bytes(self) -> float:
+        """The payload the clients send at most, each from its own connection on, with a ramp
+        twice as long as asked (then each client is connected for ``ramp_s`` on average).
+
+        Without a reader nearly all of it stays in the service's receive queues: the kernel
+        memory a missing-handler cell reaches by its end, before the kernel's own overhead.
+        """
+        connected_s = RAMP_SLACK * self.ramp_s / 2 + self.steady_s
+        return self.clients * self.size_bytes / self.interval_s * connected_s
+
+
+RAMP_SLACK = 2.0
+# 10,000 clients (half the fd hard limit of a process here, 20,000), each sending one 1 KiB
+# message every 2 s: 5,000 messages a second in all. Measured here (2 cores, the swarm in the
+# lab's process): the fixed handler's service read 1 KiB messages from 10,000 clients once a
+# second only up to about 8,000 of them, and there its handshakes timed out; at 5,000 a second
+# it still took 200-250 handshakes a second. 20 s of steady part give the verdict 20 samples.
+# Without a reader the receive queues end near 10,000 x 512 B/s x (25 + 20) s = 0.23 GB
+# (0.36 GB if the ramp takes twice as long), well under tcp_mem's pressure threshold here.
+LARGE = Large(clients=10_000, ramp_per_s=200.0, steady_s=20.0, interval_s=2.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class Cell:
     """One experiment: a service configuration and the shape and kind of client traffic."""
 
@@ -92,6 +152,7 @@ class Cell:
     ping_kind: str = "message"
     shape: str = "static"
     churn: Churn | None = None  # the churn cells' arrivals and lifetime
+    large: Large | None = None  # the large cells' size
 
     @property
     def name(self) -> str:
@@ -111,6 +172,10 @@ class Cell:
                             f"for {self.churn.lifetime_s:g} s")  # fmt: skip
         elif self.shape == "vanished":
             parts.insert(0, "vanished clients")
+        elif self.large is not None:
+            large = self.large
+            parts.insert(0, f"large: {large.clients:,} clients x {large.size_bytes} B every "
+                            f"{large.interval_s:g} s")  # fmt: skip
         if self.ws_impl != "websockets-sansio":
             parts.append(self.ws_impl)
         if self.ping_kind != "message":
@@ -128,6 +193,8 @@ class Cell:
         }
         if self.churn is not None:
             settings["churn"] = self.churn.name
+        if self.large is not None:
+            settings["large"] = self.large.name
         return settings
 
 
@@ -151,7 +218,7 @@ def expected_verdict(cell: Cell) -> str:
         return "unknown"
     if cell.shape == "vanished":
         return "leak" if cell.keepalive.interval_s is None else "healthy"
-    if cell.shape == "churn":
+    if cell.shape in ("churn", "large"):
         return "healthy" if cell.read_handler == "fixed" else "leak"
     if cell.read_handler == "fixed" or cell.ping_kind == "control":
         return "healthy"
@@ -171,11 +238,12 @@ def build_matrix(
 ) -> list[Cell]:
     """The cells of a run, churn first: churn (READ_HANDLER, keepalive off; x keepalive with
     ``full``), then static (READ_HANDLER x keepalive), then, with ``full``, vanished clients
-    (keepalive off / on).
+    (keepalive off / on) and the large cells (READ_HANDLER, keepalive off).
 
     ``ws_impls``, ``ping_kinds`` and ``shapes`` choose those axes explicitly (default: the
     first ws_impl and ping kind and the churn and static shapes, or every value with
-    ``full``). ``quick`` uses the short keepalive and the quick churn.
+    ``full``). ``quick`` uses the short keepalive and the quick churn. The large cells are
+    in ``full`` only, even when ``shapes`` names them (a minute and half a GB each).
     """
     keepalive_on = KEEPALIVE_SHORT if quick else KEEPALIVE_DEFAULT
     keepalives = (KEEPALIVE_OFF, keepalive_on)
@@ -209,5 +277,10 @@ def build_matrix(
         cells += [
             Cell("fixed", keepalive, ws_impls[0], shape="vanished")
             for keepalive in (KEEPALIVE_OFF, KEEPALIVE_SHORT)
+        ]
+    if "large" in shapes and full and "message" in ping_kinds:  # control pings never pile up
+        cells += [
+            Cell(read_handler, KEEPALIVE_OFF, ws_impls[0], shape="large", large=LARGE)
+            for read_handler in READ_HANDLERS
         ]
     return cells

@@ -40,7 +40,8 @@ class FirstClose(TypedDict):
 
 
 class SocketFigures(TypedDict):
-    """The service's connected sockets as the kernel reports them (netlink sock_diag)."""
+    """The service's connected sockets as the kernel reports them (netlink sock_diag), and
+    what the read cost: wall ms, and CPU ms of the thread that read."""
 
     skmem_r_bytes: int
     skmem_t_bytes: int
@@ -48,6 +49,8 @@ class SocketFigures(TypedDict):
     sockets_by_state: dict[str, int]
     sockets_recv_q_bytes: int
     sockets_send_q_bytes: int
+    kernel_read_ms: float
+    kernel_read_cpu_ms: float
 
 
 class ReadHandlerSample(TypedDict):
@@ -58,13 +61,18 @@ class ReadHandlerSample(TypedDict):
     ``swarm_closing``); a vanished cell's have ``link_down`` and ``link_down_at_s`` instead
     (and ``tcp_retries2`` at the second the link went down). ``server`` is there when
     ``/stats`` answered, ``task_groups`` when the task dump did, the socket keys when the
-    kernel could be asked.
+    kernel could be asked. ``kernel_read_ms`` and ``kernel_read_cpu_ms`` are the cost of
+    every kernel read of the sample: the lab's of the service's sockets and, in a swarm cell,
+    the swarm's of its clients' and the server's queues. ``target`` is the clients the swarm
+    holds once its ramp is over (not in churn cells).
     """
 
     t_s: float
     wall_time: float
     # The swarm's figures (swarm cells).
     connected: NotRequired[int]
+    connecting: NotRequired[int]
+    connect_failures: NotRequired[int]
     pings_sent: NotRequired[int]
     pings_blocked: NotRequired[int]
     bytes_sent: NotRequired[int]
@@ -84,6 +92,7 @@ class ReadHandlerSample(TypedDict):
     left: NotRequired[int]
     left_unanswered: NotRequired[int]
     swarm_closing: NotRequired[bool]
+    target: NotRequired[int]
     # The service's side.
     server: NotRequired[ServerFigures]
     task_groups: NotRequired[list[str]]
@@ -93,6 +102,8 @@ class ReadHandlerSample(TypedDict):
     sockets_by_state: NotRequired[dict[str, int]]
     sockets_recv_q_bytes: NotRequired[int]
     sockets_send_q_bytes: NotRequired[int]
+    kernel_read_ms: NotRequired[float]
+    kernel_read_cpu_ms: NotRequired[float]
     # The link of a vanished cell.
     tcp_retries2: NotRequired[int | None]
     link_down: NotRequired[bool]

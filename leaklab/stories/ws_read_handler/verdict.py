@@ -21,6 +21,7 @@ from typing import Any, TypedDict
 
 from leaklab.stories.ws_read_handler.sample import FirstClose, ReadHandlerSample
 from leaklab.story import CellResult, Verdict
+from sockscope.procfs import percentile
 
 BACKLOG_BYTES = 64 * 1024
 KEEPALIVE_CLOSE = "1011"
@@ -37,6 +38,16 @@ RULES = (
     "messages without a backlog yet, or a backlog that drained, is said in the verdict); "
     "**unknown** when no sample carried the server's figures"
 )
+
+
+class KernelRead(TypedDict):
+    """What the samples' kernel reads cost: how many, median and largest, wall and CPU ms."""
+
+    samples: int
+    p50_ms: float
+    max_ms: float
+    cpu_p50_ms: float
+    cpu_max_ms: float
 
 
 class CellFigures(TypedDict):
@@ -60,6 +71,25 @@ class CellFigures(TypedDict):
     events_lost: int | None  # None where it cannot be known (churn and vanished cells)
     client_messages_sent: int | None
     client_messages_drained: int | None
+    kernel_tcp_mem_peak_bytes: int | None  # host-wide (/proc/net/sockstat, from /stats)
+    kernel_read: KernelRead | None  # None where no sample read the kernel
+
+
+def kernel_read(samples: Sequence[ReadHandlerSample]) -> KernelRead | None:
+    """The cost of the samples' kernel reads (``kernel_read_ms``, ``kernel_read_cpu_ms``)."""
+    wall = sorted(s["kernel_read_ms"] for s in samples if s.get("kernel_read_ms") is not None)
+    cpu = sorted(
+        s["kernel_read_cpu_ms"] for s in samples if s.get("kernel_read_cpu_ms") is not None
+    )
+    if not wall or not cpu:
+        return None
+    return {
+        "samples": len(wall),
+        "p50_ms": round(percentile(wall, 50), 3),
+        "max_ms": round(wall[-1], 3),
+        "cpu_p50_ms": round(percentile(cpu, 50), 3),
+        "cpu_max_ms": round(cpu[-1], 3),
+    }
 
 
 def slope_per_min(points: Iterable[tuple[float, float]]) -> float:
@@ -173,6 +203,10 @@ def cell_figures(samples: Sequence[ReadHandlerSample]) -> CellFigures:
         "events_lost": events_lost(samples),
         "client_messages_sent": _last(samples, "pings_sent"),
         "client_messages_drained": _last(samples, "server.client_messages"),
+        "kernel_tcp_mem_peak_bytes": max(
+            (int(v) for _, v in series(samples, "server.kernel_tcp_mem_bytes")), default=None
+        ),
+        "kernel_read": kernel_read(samples),
     }  # fmt: skip
 
 
