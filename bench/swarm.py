@@ -14,6 +14,7 @@ The reference, in the same run and alternating with it: the same swarm with ping
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -30,6 +31,7 @@ from bench.figures import median, ratio
 from bench.report import log_dir, print_table, say, write_result
 from bench.run import CpuWindow, medians_by_name, plan_for, repeat, rss_during
 from bench.targets import ServiceTarget
+from event_service.publish import publish
 from event_service.settings import settings_from_env
 from leaklab.children import ServiceProcess
 from sockscope.netlink import read_sockets
@@ -219,6 +221,8 @@ def run(quick: bool, reps: int | None = None) -> dict[str, Any]:
 
 SCALE_TARGET_CORES = 0.5
 SCALE_TARGET_KB_PER_CONNECTION = 10.0
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+FEED_BUDGET_S = 30.0  # for every instance to deliver the fed events to all its clients
 SCALE_FD_LIMIT = 20_000  # per service instance (the hard limit here; it cannot be raised)
 SCALE_SERVICE_FDS = 150  # what a service keeps for the listener, /stats, logs
 
@@ -235,6 +239,9 @@ class ScalePlan:
     settle_s: float
     window_s: float
     connect_budget_s: float
+    # Events published through the broker's fanout exchange after the window (0: no broker,
+    # the embedded source at rate 0): every instance must deliver each to all its clients.
+    fed_events: int = 0
 
 
 # Two instances cannot hold 40,000 here: each needs one fd per session under a hard limit
@@ -245,8 +252,8 @@ SCALE = ScalePlan(2, 19_700, 2, 350.0, 10.0, 3.0, 15.0, 120.0)
 SCALE_QUICK = ScalePlan(2, 1_000, 2, 500.0, 1.0, 1.0, 3.0, 30.0)
 # 40,000 against services, then, takes three instances: 13,334 each, one swarm process each
 # (``--services 3``); the services' handshakes bound the ramp.
-SCALE_THREE = ScalePlan(3, 13_334, 1, 300.0, 10.0, 3.0, 15.0, 180.0)
-SCALE_THREE_QUICK = ScalePlan(3, 700, 1, 500.0, 1.0, 1.0, 3.0, 30.0)
+SCALE_THREE = ScalePlan(3, 13_334, 1, 300.0, 10.0, 3.0, 15.0, 180.0, fed_events=3)
+SCALE_THREE_QUICK = ScalePlan(3, 700, 1, 500.0, 1.0, 1.0, 3.0, 30.0, fed_events=3)
 
 
 def check_machine(plan: ScalePlan) -> dict[str, Any]:
@@ -329,10 +336,16 @@ def run_scale(plan: ScalePlan, logs: Path) -> dict[str, Any]:
     services: list[ServiceProcess] = []
     swarms: list[SwarmProcess] = []
     max_sessions = str(SCALE_FD_LIMIT - SCALE_SERVICE_FDS)
+    # An exchange of this run's own on the shared broker: nobody else's events, nor ours to
+    # anybody else.
+    exchange = f"bench-scale-{os.getpid()}-{time.time_ns()}"
+    fed: dict[str, Any] | None = None
     try:
         for index in range(plan.services):
             env = {"HOST": "127.0.0.1", "PORT": "0", "EVENT_RATE": "0", "READ_HANDLER": "on",
                    "MAX_SESSIONS": max_sessions}  # fmt: skip
+            if plan.fed_events:
+                env |= {"AMQP_URL": AMQP_URL, "AMQP_EXCHANGE": exchange}
             service = ServiceProcess(settings_from_env(env), logs / f"scale-service-{index}.log",
                                      fd_limit=SCALE_FD_LIMIT)  # fmt: skip
             services.append(service.start())
@@ -361,6 +374,8 @@ def run_scale(plan: ScalePlan, logs: Path) -> dict[str, Any]:
             time.sleep(min(1.0, max(0.0, end - time.monotonic())))
         t1, cpu1, sv1, h1 = _cpu_now(pids, services)
         c1 = [s.stats(timeout_s=30)["client_messages"] for s in services]
+        if plan.fed_events:
+            fed = _feed(services, plan, exchange)
         # SIGTERM: close, merge, summarize
         exit_codes = [swarm.stop(grace_s=60) for swarm in swarms]
     finally:
@@ -394,7 +409,35 @@ def run_scale(plan: ScalePlan, logs: Path) -> dict[str, Any]:
         "connected_peak": [s["connected_peak"] for s in summaries],
         "connect_failures": [s["connect_failures"] for s in summaries],
         "swarm_exit_codes": exit_codes,
+        "fed": fed,
+        "events_received_by_swarms": [s["events_received"] for s in summaries],
     }
+
+
+def _feed(services: list[ServiceProcess], plan: ScalePlan, exchange: str) -> dict[str, Any]:
+    """Publish ``plan.fed_events`` events on the run's exchange; wait until every instance
+    has delivered each one to every client; what each instance received and delivered."""
+    before = [s.stats(timeout_s=30) for s in services]
+    published = asyncio.run(
+        publish(AMQP_URL, "tick", rate=1.0, count=plan.fed_events, size=0,
+                exchange_name=exchange)
+    )  # fmt: skip
+    wanted = published * plan.clients_per_service
+    started = time.monotonic()
+    while True:
+        after = [s.stats(timeout_s=30) for s in services]
+        delivered = [a["events_delivered"] - b["events_delivered"]
+                     for a, b in zip(after, before, strict=True)]  # fmt: skip
+        if min(delivered) >= wanted or time.monotonic() - started > FEED_BUDGET_S:
+            break
+        time.sleep(0.5)
+    return {
+        "published": published,
+        "received_per_instance": [a["events_received"] - b["events_received"]
+                                  for a, b in zip(after, before, strict=True)],
+        "delivered_per_instance": delivered,
+        "delivered_in_s": round(time.monotonic() - started, 2),
+    }  # fmt: skip
 
 
 def report_scale(plan: ScalePlan, result: dict[str, Any], quick: bool) -> dict[str, Any]:
@@ -449,6 +492,18 @@ def scale_three(quick: bool) -> dict[str, Any]:
         f"--processes {plan.processes_per_swarm} each")  # fmt: skip
     result = run_scale(plan, log_dir("swarm-scale-three"))
     runs = {"result": result, "verdict": report_scale(plan, result, quick)}
+    fed = result["fed"]
+    if fed is not None:
+        wanted = fed["published"] * plan.clients_per_service
+        say(f"fed through the fanout exchange: {fed['published']} events; each instance received "
+            f"{fed['received_per_instance']} and delivered {fed['delivered_per_instance']} "
+            f"(to every client: {wanted} each) in {fed['delivered_in_s']} s; the swarms "
+            f"received {result['events_received_by_swarms']}")  # fmt: skip
+        runs["verdict"]["every_instance_fed_every_client"] = min(
+            fed["delivered_per_instance"]
+        ) >= wanted and sum(result["events_received_by_swarms"]) >= fed["published"] * (
+            plan.services * plan.clients_per_service
+        )
     write_result("swarm-scale-three", quick, {"plan": dataclasses.asdict(plan), "runs": runs})
     return runs
 
