@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import hashlib
 import random
 import statistics
 import time
@@ -31,13 +29,12 @@ from typing import Any
 from websockets.uri import parse_uri
 
 from bench.report import print_table, say, write_result
+from bench.sink_server import accept_key, parse_head
 from ping_client.connection import PingConnection
 from ping_client.frames import PingFramer
 from ping_client.stats import SwarmStats
 
 __all__ = ["CountingTransport", "main", "measure", "open_connections"]
-
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 class CountingTransport(asyncio.Transport):
@@ -73,15 +70,11 @@ class CountingTransport(asyncio.Transport):
 
 def _handshake_answer(request: bytes) -> bytes:
     """The server's 101 for the client's request (its key's RFC 6455 accept value)."""
-    key = next(
-        line.split(b":", 1)[1].strip()
-        for line in request.split(b"\r\n")
-        if line.lower().startswith(b"sec-websocket-key:")
-    )
-    accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+    _, _, headers = parse_head(request)
+    accept = accept_key(headers["sec-websocket-key"])
     return (
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        b"Sec-WebSocket-Accept: " + accept.encode("ascii") + b"\r\n\r\n"
     )
 
 
